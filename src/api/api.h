@@ -1,0 +1,126 @@
+/*
+ * api.h — the HTTP resources of jobq and the application that serves them.
+ *
+ * app.c ties the engine, the store and the HTTP server together on one libuv loop: it runs
+ * the group commit (every change of a loop turn → one store batch → answers after it is
+ * synced), the engine's timers, parked long-poll fetches and result waits, and shutdown.
+ * The other files are one per resource: parse and validate JSON → call the engine → JSON
+ * out. No handler touches SQLite or any store detail; HTTP status mapping lives here only.
+ */
+#ifndef JOBQ_API_H
+#define JOBQ_API_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "engine/engine.h"
+#include "http/server.h"
+#include "store/store.h"
+
+typedef struct jobq_app jobq_app;
+
+typedef struct jobq_app_config {
+    const char *listen_host;
+    int listen_port;
+    const char *data_dir;
+    int strict_queues;
+    size_t max_body;
+} jobq_app_config;
+
+/* Opens the store, loads it, listens. NULL with a message on stderr on failure; *exit_code
+ * says which (1: usage/lock/bind, 2: store). */
+jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_code);
+/* The port actually bound. */
+int jobq_app_port(const jobq_app *a);
+/* Begins a graceful stop: no new connections; in-flight requests finish; parked ones are
+ * answered; then every handle closes and uv_run returns. */
+void jobq_app_stop(jobq_app *a);
+/* Frees what is left after uv_run returned. Takes NULL. */
+void jobq_app_free(jobq_app *a);
+
+/* ---- for handlers (app.c) */
+jobq_engine *jobq_app_engine(jobq_app *a);
+jobq_store *jobq_app_store(jobq_app *a);
+int64_t jobq_app_now(void);
+/* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
+int jobq_app_writable(jobq_app *a, jobq_req *rq);
+/* Answers rq with finish(rq) once every change made so far is durable, or 503 if the store
+ * fails; when nothing is pending, at once. */
+typedef void (*jobq_finish_fn)(jobq_app *a, jobq_req *rq);
+void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish);
+/* Parks a fetch that found nothing: answered when jobs arrive or at deadline. queues are
+ * copied. */
+void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, size_t nq,
+                         size_t count, const char *worker, int64_t deadline);
+/* Parks a result wait on job id until it is final or at deadline. */
+void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline);
+
+/* ---- helpers (common.c) */
+/* The request body as a JSON value (new reference). Empty body → {} unless required. On
+ * error answers 400 invalid_json and returns NULL. */
+json_t *jobq_api_body(jobq_req *rq, int required);
+/* Answers the error for jobq code rc (404, 409, 429, …) with message msg. */
+void jobq_api_fail(jobq_req *rq, int rc, const char *msg);
+/* 400 invalid_argument naming field. */
+void jobq_api_bad_field(jobq_req *rq, const char *field, const char *why);
+/* Answers a jansson value (stolen) with status. */
+void jobq_api_json(jobq_req *rq, unsigned status, json_t *v);
+/* Answers a GString (stolen). */
+void jobq_api_gstring(jobq_req *rq, unsigned status, GString *s);
+/* Parses a non-negative integer query argument; def when absent. -1 (and a 400 sent) when
+ * malformed or above max. */
+int64_t jobq_api_query_int(jobq_req *rq, const char *name, int64_t def, int64_t max);
+/* Answers `body` (stolen; NULL = no body) once every change so far is durable. (jobs.c) */
+void jobq_api_reply_durable(jobq_app *a, jobq_req *rq, unsigned status, GString *body);
+/* Renders one job answer. */
+void jobq_api_job(jobq_app *a, jobq_req *rq, unsigned status, const jobq_job *j, int with_lease);
+/* 404 for a missing job/queue, else the object. */
+jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq);
+jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq);
+
+/* ---- the routes (routes.c) */
+extern const jobq_route jobq_routes[];
+extern const size_t jobq_nroutes;
+
+/* handlers, by file */
+void jobq_h_healthz(jobq_req *rq);
+void jobq_h_readyz(jobq_req *rq);
+void jobq_h_stats(jobq_req *rq);
+void jobq_h_workers(jobq_req *rq);
+
+void jobq_h_queues_list(jobq_req *rq);
+void jobq_h_queue_create(jobq_req *rq);
+void jobq_h_queue_get(jobq_req *rq);
+void jobq_h_queue_patch(jobq_req *rq);
+void jobq_h_queue_delete(jobq_req *rq);
+void jobq_h_queue_pause(jobq_req *rq);
+void jobq_h_queue_resume(jobq_req *rq);
+void jobq_h_queue_drain(jobq_req *rq);
+void jobq_h_queue_clear(jobq_req *rq);
+void jobq_h_queue_clean(jobq_req *rq);
+void jobq_h_queue_recover(jobq_req *rq);
+void jobq_h_queue_stats(jobq_req *rq);
+
+void jobq_h_enqueue(jobq_req *rq);
+void jobq_h_jobs_list(jobq_req *rq);
+void jobq_h_job_get(jobq_req *rq);
+void jobq_h_job_patch(jobq_req *rq);
+void jobq_h_job_delete(jobq_req *rq);
+void jobq_h_job_result(jobq_req *rq);
+void jobq_h_job_history(jobq_req *rq);
+void jobq_h_job_logs_get(jobq_req *rq);
+void jobq_h_job_cancel(jobq_req *rq);
+void jobq_h_job_retry(jobq_req *rq);
+void jobq_h_dead_list(jobq_req *rq);
+void jobq_h_dead_stats(jobq_req *rq);
+void jobq_h_dead_retry(jobq_req *rq);
+
+void jobq_h_fetch(jobq_req *rq);
+void jobq_h_heartbeat(jobq_req *rq);
+void jobq_h_progress(jobq_req *rq);
+void jobq_h_complete(jobq_req *rq);
+void jobq_h_fail(jobq_req *rq);
+void jobq_h_logs_post(jobq_req *rq);
+void jobq_h_ack(jobq_req *rq);
+
+#endif

@@ -1,0 +1,615 @@
+/*
+ * app.c — the application: engine + store + HTTP on one libuv loop.
+ *
+ * Group commit. Handlers change the engine at once (in memory) and park their request
+ * with jobq_app_after_commit(). At the end of every loop turn (uv_check) the engine's
+ * changes since the last batch are taken as one batch and handed to the store's writer
+ * thread, unless a batch is already in flight; the writer applies it in one transaction with
+ * one sync and wakes the loop (uv_async); then the engine is told (new jobs become
+ * fetchable), the parked requests of that batch are answered, and the next batch goes out.
+ * Under load a batch therefore holds everything that arrived while the previous one synced.
+ *
+ * Store failure. A batch that fails is kept and retried every 500 ms; its requests are
+ * answered 503, and while it fails every request that would change state is answered 503
+ * before it touches the engine, so memory runs ahead of the disk by that one batch at most.
+ * When the retry succeeds the server serves normally again.
+ *
+ * Parked requests: long-poll fetches (answered when the engine says a queue has work, or at
+ * their deadline) and result waits (answered when the job is final). One uv_timer serves
+ * every deadline; one serves the engine's timers.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <unistd.h>
+
+#include "api/api.h"
+#include "util/jsonw.h"
+
+typedef struct waiter {
+    jobq_req *rq;
+    jobq_finish_fn finish;
+} waiter;
+
+typedef struct fetcher {
+    jobq_req *rq;
+    char **queues;
+    size_t nq;
+    size_t count;
+    char *worker;
+    int64_t deadline;
+    GList link; /* in a->fetchers; data = this */
+} fetcher;
+
+typedef struct result_wait {
+    jobq_req *rq;
+    char *id;
+    int64_t deadline;
+    GList link; /* in a->results; data = this */
+} result_wait;
+
+struct jobq_app {
+    uv_loop_t *loop;
+    jobq_engine *e;
+    jobq_store *store;
+    jobq_http *http;
+    int port;
+    uv_check_t check;
+    uv_timer_t engine_timer;
+    uv_timer_t park_timer;
+    uv_timer_t retry_timer;
+    uv_async_t async;
+    int64_t engine_due;     /* when engine_timer fires, INT64_MAX when stopped */
+    int64_t park_due;
+    /* group commit */
+    jobq_batch *inflight;   /* submitted (or failed and awaiting retry) */
+    GArray *wait_next;      /* waiters for the batch being gathered */
+    GArray *wait_inflight;  /* waiters for the batch in flight */
+    int store_failed;
+    /* parked */
+    GQueue fetchers;
+    GQueue results;
+    int any_ready;
+    int stopping;
+    int closed;
+};
+
+int64_t jobq_app_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+jobq_engine *jobq_app_engine(jobq_app *a)
+{
+    return a->e;
+}
+
+jobq_store *jobq_app_store(jobq_app *a)
+{
+    return a->store;
+}
+
+int jobq_app_port(const jobq_app *a)
+{
+    return a->port;
+}
+
+/* ---------------------------------------------------------------- group commit */
+
+static void on_committed(void *ud, jobq_batch *b, int status);
+static void serve_fetchers(jobq_app *a);
+
+static void answer_waiters(jobq_app *a, GArray *ws, int ok)
+{
+    for (guint i = 0; i < ws->len; i++) {
+        waiter *w = &g_array_index(ws, waiter, i);
+        if (ok)
+            w->finish(a, w->rq);
+        else
+            jobq_req_error(w->rq, 503, "unavailable",
+                           "the store failed to save this change (disk full or I/O error); "
+                           "retry later",
+                           NULL);
+    }
+    g_array_set_size(ws, 0);
+}
+
+static void submit(jobq_app *a, jobq_batch *b)
+{
+    a->inflight = b;
+    if (jobq_store_submit(a->store, b, on_committed, a) != 0) {
+        /* the writer refused it (out of memory): treat as a failed commit */
+        on_committed(a, b, JOBQ_ESTORE);
+    }
+}
+
+static void flush(jobq_app *a)
+{
+    jobq_batch *b;
+    GArray *t;
+
+    if (a->inflight || a->store_failed || !jobq_engine_has_changes(a->e))
+        return;
+    b = jobq_engine_take_changes(a->e);
+    if (!b)
+        return;
+    t = a->wait_inflight;
+    a->wait_inflight = a->wait_next;
+    a->wait_next = t;
+    submit(a, b);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    jobq_app *a = t->data;
+
+    if (a->inflight)
+        submit(a, a->inflight);
+}
+
+static void on_committed(void *ud, jobq_batch *b, int status)
+{
+    jobq_app *a = ud;
+
+    if (status != 0) {
+        if (!a->store_failed)
+            fprintf(stderr, "jobqd: store: batch of %zu records failed (%s); retrying\n", b->n,
+                    jobq_strerror(status));
+        a->store_failed = 1;
+        answer_waiters(a, a->wait_inflight, 0);
+        uv_timer_start(&a->retry_timer, on_retry, 500, 0);
+        return;
+    }
+    if (a->store_failed)
+        fprintf(stderr, "jobqd: store: recovered\n");
+    a->store_failed = 0;
+    a->inflight = NULL;
+    jobq_batch_free(b);
+    jobq_engine_committed(a->e, jobq_app_now());
+    answer_waiters(a, a->wait_inflight, 1);
+    serve_fetchers(a);
+    /* the next batch goes out at the end of this loop turn (on_check) */
+}
+
+static void on_async(uv_async_t *h)
+{
+    jobq_app *a = h->data;
+
+    jobq_store_poll(a->store);
+}
+
+static void store_notify(void *ud)
+{
+    jobq_app *a = ud;
+
+    uv_async_send(&a->async);
+}
+
+int jobq_app_writable(jobq_app *a, jobq_req *rq)
+{
+    if (a->stopping) {
+        jobq_req_error(rq, 503, "unavailable", "the server is shutting down", NULL);
+        return 0;
+    }
+    if (a->store_failed) {
+        jobq_req_add_header(rq, "Retry-After", "1");
+        jobq_req_error(rq, 503, "unavailable",
+                       "the store cannot save changes right now (disk full or I/O error); "
+                       "retry later",
+                       NULL);
+        return 0;
+    }
+    return 1;
+}
+
+void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish)
+{
+    waiter w = {rq, finish};
+
+    if (jobq_engine_has_changes(a->e)) {
+        g_array_append_val(a->wait_next, w);
+    } else if (a->inflight) {
+        /* no change of its own, but it may report one still in flight: wait for that */
+        g_array_append_val(a->wait_inflight, w);
+    } else {
+        finish(a, rq);
+        return;
+    }
+    jobq_req_park(rq, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- parked requests */
+
+static void arm_park_timer(jobq_app *a);
+
+static void fetcher_free(fetcher *f)
+{
+    for (size_t i = 0; i < f->nq; i++)
+        g_free(f->queues[i]);
+    g_free(f->queues);
+    g_free(f->worker);
+    g_free(f);
+}
+
+static void fetch_reply(jobq_app *a, fetcher *f, jobq_job **jobs, size_t n)
+{
+    GString *o = g_string_sized_new(256 + n * 512);
+    int64_t now = jobq_app_now();
+
+    g_string_append(o, "{\"jobs\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            g_string_append_c(o, ',');
+        jobq_job_render(a->e, jobs[i], 1, now, o);
+    }
+    g_string_append(o, "]}");
+    g_queue_unlink(&a->fetchers, &f->link);
+    jobq_api_gstring(f->rq, 200, o);
+    fetcher_free(f);
+}
+
+static void on_fetch_gone(jobq_req *rq, void *ud)
+{
+    jobq_app *a = jobq_req_app(rq);
+    fetcher *f = ud;
+
+    g_queue_unlink(&a->fetchers, &f->link);
+    fetcher_free(f);
+}
+
+void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, size_t nq,
+                         size_t count, const char *worker, int64_t deadline)
+{
+    fetcher *f = g_new0(fetcher, 1);
+
+    f->rq = rq;
+    f->queues = g_new(char *, nq);
+    for (size_t i = 0; i < nq; i++)
+        f->queues[i] = g_strdup(queues[i]);
+    f->nq = nq;
+    f->count = count;
+    f->worker = g_strdup(worker);
+    f->deadline = deadline;
+    f->link.data = f;
+    g_queue_push_tail_link(&a->fetchers, &f->link);
+    jobq_req_park(rq, on_fetch_gone, f);
+    if (deadline < a->park_due)
+        arm_park_timer(a);
+}
+
+/* Hands newly ready jobs to parked fetchers, oldest first. */
+static void serve_fetchers(jobq_app *a)
+{
+    GList *l, *next;
+    jobq_job **jobs = NULL;
+    size_t cap = 0;
+    int64_t now;
+
+    if (!a->any_ready)
+        return;
+    a->any_ready = 0;
+    if (!a->fetchers.length || a->store_failed)
+        return;
+    now = jobq_app_now();
+    for (l = a->fetchers.head; l; l = next) {
+        fetcher *f = l->data;
+        size_t n;
+        next = l->next;
+        if (f->count > cap) {
+            cap = f->count;
+            jobs = g_renew(jobq_job *, jobs, cap);
+        }
+        n = jobq_engine_fetch(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker,
+                              now, jobs);
+        if (n)
+            fetch_reply(a, f, jobs, n);
+    }
+    g_free(jobs);
+}
+
+static void engine_ready(void *ud, jobq_queue *q)
+{
+    jobq_app *a = ud;
+
+    (void)q;
+    a->any_ready = 1;
+}
+
+static void result_reply(jobq_app *a, jobq_req *rq, const char *id)
+{
+    jobq_job *j = jobq_engine_job(a->e, id);
+    GString *o;
+    int first = 1;
+
+    if (!j) {
+        jobq_req_error(rq, 404, "not_found", "job not found (deleted)", NULL);
+        return;
+    }
+    o = g_string_new("{");
+    jobq_jw_kstr(o, &first, "id", jobq_job_id(j));
+    jobq_jw_kstr(o, &first, "state", jobq_state_name(jobq_job_state(j)));
+    jobq_jw_kraw(o, &first, "result", jobq_job_result_text(j));
+    jobq_jw_kraw(o, &first, "error", jobq_job_error_text(j));
+    g_string_append_c(o, '}');
+    jobq_api_gstring(rq, 200, o);
+}
+
+static void result_wait_free(jobq_app *a, result_wait *w)
+{
+    g_queue_unlink(&a->results, &w->link);
+    g_free(w->id);
+    g_free(w);
+}
+
+static void on_result_gone(jobq_req *rq, void *ud)
+{
+    jobq_app *a = jobq_req_app(rq);
+
+    result_wait_free(a, ud);
+}
+
+void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline)
+{
+    result_wait *w = g_new0(result_wait, 1);
+
+    w->rq = rq;
+    w->id = g_strdup(id);
+    w->deadline = deadline;
+    w->link.data = w;
+    g_queue_push_tail_link(&a->results, &w->link);
+    jobq_req_park(rq, on_result_gone, w);
+    if (deadline < a->park_due)
+        arm_park_timer(a);
+}
+
+static void finish_result(jobq_app *a, jobq_req *rq)
+{
+    result_reply(a, rq, jobq_req_data(rq));
+}
+
+/* A job became final: its result waiters are answered once that change is durable. */
+static void engine_final(void *ud, jobq_job *j, int deleted)
+{
+    jobq_app *a = ud;
+    GList *l, *next;
+
+    if (!a->results.length)
+        return;
+    for (l = a->results.head; l; l = next) {
+        result_wait *w = l->data;
+        jobq_req *rq = w->rq;
+        next = l->next;
+        if (strcmp(w->id, jobq_job_id(j)) != 0)
+            continue;
+        jobq_req_set_data(rq, g_strdup(w->id), g_free);
+        g_queue_unlink(&a->results, &w->link);
+        g_free(w->id);
+        g_free(w);
+        if (deleted) {
+            jobq_req_error(rq, 404, "not_found", "job deleted", NULL);
+        } else {
+            waiter wt = {rq, finish_result};
+            g_array_append_val(a->wait_next, wt); /* already parked */
+        }
+    }
+}
+
+static void on_park_timer(uv_timer_t *t)
+{
+    jobq_app *a = t->data;
+    int64_t now = jobq_app_now();
+    GList *l, *next;
+
+    a->park_due = INT64_MAX;
+    for (l = a->fetchers.head; l; l = next) {
+        fetcher *f = l->data;
+        next = l->next;
+        if (f->deadline <= now || a->stopping)
+            fetch_reply(a, f, NULL, 0);
+    }
+    for (l = a->results.head; l; l = next) {
+        result_wait *w = l->data;
+        jobq_req *rq = w->rq;
+        char *id;
+        next = l->next;
+        if (w->deadline > now && !a->stopping)
+            continue;
+        id = g_strdup(w->id);
+        result_wait_free(a, w);
+        result_reply(a, rq, id);
+        g_free(id);
+    }
+    arm_park_timer(a);
+}
+
+static void arm_park_timer(jobq_app *a)
+{
+    int64_t due = INT64_MAX, now = jobq_app_now();
+
+    for (GList *l = a->fetchers.head; l; l = l->next)
+        due = MIN(due, ((fetcher *)l->data)->deadline);
+    for (GList *l = a->results.head; l; l = l->next)
+        due = MIN(due, ((result_wait *)l->data)->deadline);
+    a->park_due = due;
+    if (due == INT64_MAX)
+        uv_timer_stop(&a->park_timer);
+    else
+        uv_timer_start(&a->park_timer, on_park_timer, (uint64_t)MAX(0, due - now), 0);
+}
+
+/* ---------------------------------------------------------------- the loop turn */
+
+static void on_engine_timer(uv_timer_t *t)
+{
+    jobq_app *a = t->data;
+
+    a->engine_due = INT64_MAX;
+    jobq_engine_tick(a->e, jobq_app_now());
+}
+
+static void close_all(jobq_app *a);
+
+static void on_check(uv_check_t *c)
+{
+    jobq_app *a = c->data;
+    int64_t due;
+
+    serve_fetchers(a);
+    flush(a);
+    due = jobq_engine_next_timer(a->e);
+    if (due != a->engine_due) {
+        a->engine_due = due;
+        if (due == INT64_MAX)
+            uv_timer_stop(&a->engine_timer);
+        else
+            uv_timer_start(&a->engine_timer, on_engine_timer,
+                           (uint64_t)MAX(0, due - jobq_app_now()), 0);
+    }
+    if (a->stopping && !a->closed && !a->inflight && !jobq_engine_has_changes(a->e) &&
+        !a->fetchers.length && !a->results.length && jobq_http_pending(a->http) == 0)
+        close_all(a);
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_code)
+{
+    jobq_app *a = g_new0(jobq_app, 1);
+    jobq_engine_config ecfg = {0};
+    jobq_engine_hooks hooks = {0};
+    jobq_http_config hcfg = {0};
+    jobq_load_cb cb;
+    const char *msg = NULL;
+    int err = 0, rc;
+    int64_t t0 = jobq_app_now();
+
+    a->loop = loop;
+    a->engine_due = a->park_due = INT64_MAX;
+    a->wait_next = g_array_new(FALSE, FALSE, sizeof(waiter));
+    a->wait_inflight = g_array_new(FALSE, FALSE, sizeof(waiter));
+    g_queue_init(&a->fetchers);
+    g_queue_init(&a->results);
+
+    ecfg.strict_queues = cfg->strict_queues;
+    {
+        uint64_t seed = 0;
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (!f || fread(&seed, sizeof seed, 1, f) != 1)
+            seed = (uint64_t)t0 ^ ((uint64_t)getpid() << 32);
+        if (f)
+            fclose(f);
+        ecfg.seed = seed;
+    }
+    hooks.ready = engine_ready;
+    hooks.final = engine_final;
+    hooks.ud = a;
+    a->e = jobq_engine_new(&ecfg, &hooks);
+
+    a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
+    if (!a->store) {
+        fprintf(stderr, "jobqd: cannot open store in %s: %s\n", cfg->data_dir,
+                msg ? msg : jobq_strerror(err));
+        *exit_code = err == JOBQ_ELOCKED ? 1 : 2;
+        goto fail;
+    }
+    cb = jobq_engine_loader(a->e);
+    rc = jobq_store_load(a->store, &cb);
+    if (rc == 0)
+        rc = jobq_engine_load_done(a->e, jobq_app_now());
+    if (rc) {
+        fprintf(stderr, "jobqd: cannot load store in %s: %s\n", cfg->data_dir,
+                jobq_strerror(rc));
+        *exit_code = 2;
+        goto fail;
+    }
+    fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
+            jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e), jobq_app_now() - t0);
+
+    uv_async_init(loop, &a->async, on_async);
+    a->async.data = a;
+    if (jobq_store_start(a->store, store_notify, a) != 0) {
+        fprintf(stderr, "jobqd: cannot start the store's writer\n");
+        *exit_code = 2;
+        uv_close((uv_handle_t *)&a->async, NULL);
+        goto fail;
+    }
+    uv_check_init(loop, &a->check);
+    a->check.data = a;
+    uv_check_start(&a->check, on_check);
+    uv_timer_init(loop, &a->engine_timer);
+    a->engine_timer.data = a;
+    uv_timer_init(loop, &a->park_timer);
+    a->park_timer.data = a;
+    uv_timer_init(loop, &a->retry_timer);
+    a->retry_timer.data = a;
+
+    hcfg.max_body = cfg->max_body ? cfg->max_body : 1 << 20;
+    hcfg.max_connections = 10000;
+    hcfg.idle_timeout_s = 60;
+    a->http = jobq_http_new(loop, &hcfg, jobq_routes, jobq_nroutes, a);
+    if (!a->http ||
+        jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
+        fprintf(stderr, "jobqd: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
+        *exit_code = 1;
+        jobq_http_free(a->http);
+        a->http = NULL;
+        a->stopping = 1;
+        close_all(a);
+        uv_run(loop, UV_RUN_DEFAULT);
+        jobq_app_free(a);
+        return NULL;
+    }
+    return a;
+fail:
+    jobq_store_free(a->store);
+    jobq_engine_free(a->e);
+    g_array_free(a->wait_next, TRUE);
+    g_array_free(a->wait_inflight, TRUE);
+    g_free(a);
+    return NULL;
+}
+
+void jobq_app_stop(jobq_app *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    if (a->http)
+        jobq_http_quiesce(a->http);
+    /* parked fetches and result waits are answered now */
+    on_park_timer(&a->park_timer);
+    uv_async_send(&a->async); /* make sure the loop turns and on_check runs */
+}
+
+static void close_all(jobq_app *a)
+{
+    a->closed = 1;
+    jobq_http_free(a->http);
+    a->http = NULL;
+    uv_close((uv_handle_t *)&a->check, NULL);
+    uv_close((uv_handle_t *)&a->engine_timer, NULL);
+    uv_close((uv_handle_t *)&a->park_timer, NULL);
+    uv_close((uv_handle_t *)&a->retry_timer, NULL);
+    if (a->store)
+        uv_close((uv_handle_t *)&a->async, NULL);
+}
+
+void jobq_app_free(jobq_app *a)
+{
+    if (!a)
+        return;
+    jobq_store_free(a->store);
+    if (a->inflight)
+        jobq_batch_free(a->inflight);
+    jobq_engine_free(a->e);
+    g_array_free(a->wait_next, TRUE);
+    g_array_free(a->wait_inflight, TRUE);
+    g_free(a);
+}

@@ -1,0 +1,584 @@
+/*
+ * worker.c — the worker protocol: fetch (long-poll), heartbeat, progress, complete, fail,
+ * logs, batch ack, and the worker registry.
+ *
+ * A fetch hands jobs out at once and does not wait for the store: losing a lease in a crash
+ * is harmless (the restarted server re-queues the job and refuses the old lease). Complete,
+ * fail and checkpoints do wait: their answer means the outcome is durable.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "util/jsonw.h"
+
+#define MAX_FETCH 1000
+#define MAX_WAIT_MS 600000
+#define MAX_ACKS 10000
+#define MAX_LOG_LINES 1000
+#define MAX_LINE 8192
+
+/* Checks the body has only these keys; answers 400 naming the first other one. */
+static int only_keys(jobq_req *rq, const json_t *body, const char *const *keys)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(body)) {
+        jobq_api_bad_field(rq, "body", "must be an object");
+        return -1;
+    }
+    json_object_foreach((json_t *)body, key, v)
+    {
+        int ok = 0;
+        for (size_t i = 0; keys[i] && !ok; i++)
+            ok = strcmp(key, keys[i]) == 0;
+        if (!ok) {
+            jobq_api_bad_field(rq, key, "unknown field");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* JSON text of v (any value), new (free with free()), or NULL for absent. */
+static char *dump(const json_t *v)
+{
+    return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+}
+
+static const char *lease_of(jobq_req *rq, const json_t *body)
+{
+    json_t *l = json_object_get(body, "lease");
+
+    if (!json_is_string(l)) {
+        jobq_api_bad_field(rq, "lease", "is required: the lease string fetch returned");
+        return NULL;
+    }
+    return json_string_value(l);
+}
+
+static void lease_error(jobq_req *rq, int rc, const jobq_job *j)
+{
+    char msg[512];
+
+    if (rc == JOBQ_ELEASE)
+        snprintf(msg, sizeof msg,
+                 "job %.200s is not active under this lease (state %s): the lease expired, "
+                 "was superseded, or the server restarted",
+                 jobq_job_id(j), jobq_state_name(jobq_job_state(j)));
+    else
+        snprintf(msg, sizeof msg, "%s", jobq_strerror(rc));
+    jobq_api_fail(rq, rc, msg);
+}
+
+/* ---------------------------------------------------------------- fetch */
+
+void jobq_h_fetch(jobq_req *rq)
+{
+    static const char *const keys[] = {"queues", "queue", "count", "wait_ms", "worker", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    jobq_engine *e = jobq_app_engine(a);
+    json_t *body, *v;
+    const char **names = NULL;
+    size_t nq = 0, count = 1, n;
+    int64_t wait = 0, now = jobq_app_now();
+    const char *worker = "anonymous";
+    jobq_job **jobs = NULL;
+
+    if (!jobq_app_writable(a, rq))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys))
+        goto out;
+    v = json_object_get(body, "queues");
+    if (v) {
+        size_t i;
+        json_t *x;
+        if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > 64) {
+            jobq_api_bad_field(rq, "queues", "must be a list of 1 to 64 queue names");
+            goto out;
+        }
+        names = g_new(const char *, json_array_size(v));
+        json_array_foreach(v, i, x)
+        {
+            if (!json_is_string(x)) {
+                jobq_api_bad_field(rq, "queues", "must be a list of queue names");
+                goto out;
+            }
+            names[nq++] = json_string_value(x);
+        }
+    } else if ((v = json_object_get(body, "queue"))) {
+        if (!json_is_string(v)) {
+            jobq_api_bad_field(rq, "queue", "must be a queue name");
+            goto out;
+        }
+        names = g_new(const char *, 1);
+        names[nq++] = json_string_value(v);
+    } else {
+        jobq_api_bad_field(rq, "queues", "is required: the queues to take jobs from");
+        goto out;
+    }
+    v = json_object_get(body, "count");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > MAX_FETCH) {
+            jobq_api_bad_field(rq, "count", "must be an integer from 1 to 1000");
+            goto out;
+        }
+        count = (size_t)json_integer_value(v);
+    }
+    v = json_object_get(body, "wait_ms");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > MAX_WAIT_MS) {
+            jobq_api_bad_field(rq, "wait_ms", "must be an integer from 0 to 600000");
+            goto out;
+        }
+        wait = json_integer_value(v);
+    }
+    v = json_object_get(body, "worker");
+    if (v) {
+        if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 256) {
+            jobq_api_bad_field(rq, "worker", "must be a string of 1 to 256 bytes");
+            goto out;
+        }
+        worker = json_string_value(v);
+    }
+    jobq_engine_worker_seen(e, worker, names, nq, now);
+    jobs = g_new(jobq_job *, count);
+    n = jobq_engine_fetch(e, names, nq, count, worker, now, jobs);
+    if (n || !wait) {
+        GString *o = g_string_sized_new(64 + n * 768);
+        g_string_append(o, "{\"jobs\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                g_string_append_c(o, ',');
+            jobq_job_render(e, jobs[i], 1, now, o);
+        }
+        g_string_append(o, "]}");
+        jobq_api_gstring(rq, 200, o);
+    } else {
+        jobq_app_park_fetch(a, rq, names, nq, count, worker, now + wait);
+    }
+out:
+    g_free(jobs);
+    g_free(names);
+    json_decref(body);
+}
+
+/* ---------------------------------------------------------------- heartbeat and progress */
+
+static GString *beat_text(const jobq_job *j)
+{
+    GString *o = g_string_new("{");
+    int first = 1;
+
+    jobq_jw_kint(o, &first, "lease_expires_at", jobq_job_lease_expires_at(j));
+    jobq_jw_kbool(o, &first, "cancel_requested", jobq_job_cancel_requested(j));
+    g_string_append_c(o, '}');
+    return o;
+}
+
+static void answer_beat(jobq_app *a, jobq_req *rq, const jobq_job *j, int durable)
+{
+    if (durable)
+        jobq_api_reply_durable(a, rq, 200, beat_text(j));
+    else
+        jobq_api_gstring(rq, 200, beat_text(j));
+}
+
+void jobq_h_heartbeat(jobq_req *rq)
+{
+    static const char *const keys[] = {"lease", "extend_ms", "checkpoint", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    jobq_job *j;
+    json_t *body = NULL, *v;
+    const char *lease;
+    int64_t extend = 0;
+    char *cp = NULL;
+    int durable = 0, rc;
+
+    if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
+        goto out;
+    v = json_object_get(body, "extend_ms");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > INT64_C(86400000) * 7) {
+            jobq_api_bad_field(rq, "extend_ms", "must be an integer from 1 to 604800000 (ms)");
+            goto out;
+        }
+        extend = json_integer_value(v);
+    }
+    cp = dump(json_object_get(body, "checkpoint"));
+    rc = jobq_engine_heartbeat(jobq_app_engine(a), j, lease, extend, cp, jobq_app_now(),
+                               &durable);
+    if (rc) {
+        lease_error(rq, rc, j);
+        goto out;
+    }
+    answer_beat(a, rq, j, durable);
+out:
+    free(cp);
+    json_decref(body);
+}
+
+void jobq_h_progress(jobq_req *rq)
+{
+    static const char *const keys[] = {"lease", "percent", "stage",      "message",
+                                       "eta_ms", "data",   "checkpoint", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    jobq_job *j;
+    json_t *body = NULL, *v;
+    const char *lease;
+    char *cp = NULL;
+    GString *p = NULL;
+    int durable = 0, rc, first = 1;
+
+    if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
+        goto out;
+    p = g_string_new("{");
+    v = json_object_get(body, "percent");
+    if (v) {
+        double pc = json_number_value(v);
+        if (!json_is_number(v) || !(pc >= 0 && pc <= 100)) {
+            jobq_api_bad_field(rq, "percent", "must be a number from 0 to 100");
+            goto out;
+        }
+        jobq_jw_key(p, &first, "percent");
+        g_string_append_printf(p, "%.17g", pc);
+    }
+    for (const char *const *k = (const char *const[]){"stage", "message", NULL}; *k; k++) {
+        v = json_object_get(body, *k);
+        if (!v)
+            continue;
+        if (!json_is_string(v) || json_string_length(v) > 4096) {
+            jobq_api_bad_field(rq, *k, "must be a string of at most 4096 bytes");
+            goto out;
+        }
+        jobq_jw_kstr(p, &first, *k, json_string_value(v));
+    }
+    v = json_object_get(body, "eta_ms");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            jobq_api_bad_field(rq, "eta_ms", "must be a non-negative integer (ms)");
+            goto out;
+        }
+        jobq_jw_kint(p, &first, "eta_ms", json_integer_value(v));
+    }
+    v = json_object_get(body, "data");
+    if (v) {
+        char *d = dump(v);
+        jobq_jw_kraw(p, &first, "data", d);
+        free(d);
+    }
+    g_string_append_c(p, '}');
+    cp = dump(json_object_get(body, "checkpoint"));
+    rc = jobq_engine_progress(jobq_app_engine(a), j, lease, p->str, cp, jobq_app_now(),
+                              &durable);
+    if (rc) {
+        lease_error(rq, rc, j);
+        goto out;
+    }
+    answer_beat(a, rq, j, durable);
+out:
+    if (p)
+        g_string_free(p, TRUE);
+    free(cp);
+    json_decref(body);
+}
+
+/* ---------------------------------------------------------------- complete and fail */
+
+/* Parses a fail body's error into f (strings borrowed from body / *msgbuf). 0 or -1 (400
+ * sent). */
+static int parse_failure(jobq_req *rq, const json_t *err, const json_t *retry_in,
+                         jobq_failure *f, char **details)
+{
+    json_t *v;
+    const char *key;
+
+    memset(f, 0, sizeof *f);
+    f->retryable = 1;
+    f->retry_in_ms = -1;
+    *details = NULL;
+    if (!json_is_object(err)) {
+        jobq_api_bad_field(rq, "error", "is required: {\"message\", \"type\"?, \"retryable\"?, "
+                                        "\"details\"?}");
+        return -1;
+    }
+    json_object_foreach((json_t *)err, key, v)
+    {
+        if (!strcmp(key, "message") || !strcmp(key, "type")) {
+            if (!json_is_string(v) || json_string_length(v) > 65536) {
+                jobq_api_bad_field(rq, !strcmp(key, "type") ? "error.type" : "error.message",
+                                   "must be a string of at most 65536 bytes");
+                return -1;
+            }
+            if (!strcmp(key, "message"))
+                f->message = json_string_value(v);
+            else
+                f->type = json_string_value(v);
+        } else if (!strcmp(key, "retryable")) {
+            if (!json_is_boolean(v)) {
+                jobq_api_bad_field(rq, "error.retryable", "must be true or false");
+                return -1;
+            }
+            f->retryable = json_is_true(v);
+        } else if (!strcmp(key, "details")) {
+            *details = dump(v);
+            f->details = *details;
+        } else {
+            jobq_api_bad_field(rq, "error", "unknown field (message, type, retryable, details)");
+            return -1;
+        }
+    }
+    if (retry_in) {
+        if (!json_is_integer(retry_in) || json_integer_value(retry_in) < 0 ||
+            json_integer_value(retry_in) > INT64_C(86400000) * 365) {
+            jobq_api_bad_field(rq, "retry_in_ms", "must be a non-negative integer (ms)");
+            return -1;
+        }
+        f->retry_in_ms = json_integer_value(retry_in);
+    }
+    return 0;
+}
+
+static void finish_job(jobq_app *a, jobq_req *rq)
+{
+    char *id = jobq_req_data(rq);
+    jobq_job *j = jobq_engine_job(jobq_app_engine(a), id);
+
+    if (j)
+        jobq_api_job(a, rq, 200, j, 0);
+    else
+        jobq_req_error(rq, 404, "not_found", "job removed by retention", NULL);
+}
+
+static void after_commit_job(jobq_app *a, jobq_req *rq, const jobq_job *j)
+{
+    jobq_req_set_data(rq, g_strdup(jobq_job_id(j)), g_free);
+    jobq_app_after_commit(a, rq, finish_job);
+}
+
+void jobq_h_complete(jobq_req *rq)
+{
+    static const char *const keys[] = {"lease", "result", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    jobq_job *j;
+    json_t *body = NULL;
+    const char *lease;
+    char *result = NULL;
+    int rc;
+
+    if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
+        goto out;
+    result = dump(json_object_get(body, "result"));
+    rc = jobq_engine_complete(jobq_app_engine(a), j, lease, result, jobq_app_now(), NULL);
+    if (rc) {
+        lease_error(rq, rc, j);
+        goto out;
+    }
+    after_commit_job(a, rq, j);
+out:
+    free(result);
+    json_decref(body);
+}
+
+void jobq_h_fail(jobq_req *rq)
+{
+    static const char *const keys[] = {"lease", "error", "retry_in_ms", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    jobq_job *j;
+    json_t *body = NULL;
+    const char *lease;
+    char *details = NULL;
+    jobq_failure f;
+    int rc;
+
+    if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
+        goto out;
+    if (parse_failure(rq, json_object_get(body, "error"), json_object_get(body, "retry_in_ms"),
+                      &f, &details))
+        goto out;
+    rc = jobq_engine_fail(jobq_app_engine(a), j, lease, &f, jobq_app_now(), NULL);
+    if (rc) {
+        lease_error(rq, rc, j);
+        goto out;
+    }
+    after_commit_job(a, rq, j);
+out:
+    free(details);
+    json_decref(body);
+}
+
+void jobq_h_logs_post(jobq_req *rq)
+{
+    static const char *const keys[] = {"lease", "lines", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    jobq_job *j;
+    json_t *body = NULL, *lines, *v;
+    const char *lease, **lv = NULL;
+    size_t i, n;
+    int rc;
+    GString *o;
+
+    if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
+        goto out;
+    lines = json_object_get(body, "lines");
+    if (!json_is_array(lines) || json_array_size(lines) > MAX_LOG_LINES) {
+        jobq_api_bad_field(rq, "lines", "must be a list of at most 1000 strings");
+        goto out;
+    }
+    n = json_array_size(lines);
+    lv = g_new(const char *, n + 1);
+    json_array_foreach(lines, i, v)
+    {
+        if (!json_is_string(v) || json_string_length(v) > MAX_LINE ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            jobq_api_bad_field(rq, "lines", "each line must be a string of at most 8192 bytes");
+            goto out;
+        }
+        lv[i] = json_string_value(v);
+    }
+    rc = jobq_engine_logs(jobq_app_engine(a), j, lease, lv, n, jobq_app_now());
+    if (rc) {
+        lease_error(rq, rc, j);
+        goto out;
+    }
+    o = g_string_new(NULL);
+    g_string_printf(o, "{\"appended\":%zu}", n);
+    jobq_api_reply_durable(a, rq, 200, o);
+out:
+    g_free(lv);
+    json_decref(body);
+}
+
+/* ---------------------------------------------------------------- batch ack */
+
+static void ack_item(jobq_app *a, jobq_req *rq, const json_t *item, GString *o, int64_t now)
+{
+    jobq_engine *e = jobq_app_engine(a);
+    json_t *id = json_object_get(item, "id"), *lease = json_object_get(item, "lease");
+    json_t *err = json_object_get(item, "error");
+    jobq_job *j;
+    int first = 1, rc;
+    unsigned status = 200;
+    const char *code = NULL, *msg = NULL;
+
+    (void)rq;
+    g_string_append_c(o, '{');
+    jobq_jw_kstr(o, &first, "id", json_string_value(id));
+    if (!json_is_object(item) || !json_is_string(id) || !json_is_string(lease)) {
+        status = 400;
+        code = "invalid_argument";
+        msg = "each ack needs \"id\" and \"lease\"";
+    } else if (!(j = jobq_engine_job(e, json_string_value(id)))) {
+        status = 404;
+        code = "not_found";
+        msg = "job not found";
+    } else if (err) {
+        jobq_failure f = {.retryable = 1, .retry_in_ms = -1};
+        char *details = NULL;
+        if (!json_is_object(err)) {
+            status = 400;
+            code = "invalid_argument";
+            msg = "error must be an object";
+        } else {
+            f.message = json_string_value(json_object_get(err, "message"));
+            f.type = json_string_value(json_object_get(err, "type"));
+            if (json_is_boolean(json_object_get(err, "retryable")))
+                f.retryable = json_is_true(json_object_get(err, "retryable"));
+            details = dump(json_object_get(err, "details"));
+            f.details = details;
+            if (json_is_integer(json_object_get(item, "retry_in_ms")))
+                f.retry_in_ms = json_integer_value(json_object_get(item, "retry_in_ms"));
+            rc = jobq_engine_fail(e, j, json_string_value(lease), &f, now, NULL);
+            if (rc) {
+                status = 409;
+                code = "lease_lost";
+                msg = "job is not active under this lease";
+            }
+            free(details);
+        }
+    } else {
+        char *result = dump(json_object_get(item, "result"));
+        rc = jobq_engine_complete(e, j, json_string_value(lease), result, now, NULL);
+        free(result);
+        if (rc) {
+            status = 409;
+            code = "lease_lost";
+            msg = "job is not active under this lease";
+        }
+    }
+    jobq_jw_kint(o, &first, "status", status);
+    if (code) {
+        int f2 = 1;
+        jobq_jw_key(o, &first, "error");
+        g_string_append_c(o, '{');
+        jobq_jw_kstr(o, &f2, "code", code);
+        jobq_jw_kstr(o, &f2, "message", msg);
+        g_string_append_c(o, '}');
+    }
+    g_string_append_c(o, '}');
+}
+
+void jobq_h_ack(jobq_req *rq)
+{
+    static const char *const keys[] = {"acks", NULL};
+    jobq_app *a = jobq_req_app(rq);
+    json_t *body, *acks, *item;
+    size_t i;
+    GString *o;
+    int64_t now = jobq_app_now();
+
+    if (!jobq_app_writable(a, rq))
+        return;
+    body = jobq_api_body(rq, 1);
+    if (!body || only_keys(rq, body, keys))
+        goto out;
+    acks = json_object_get(body, "acks");
+    if (!json_is_array(acks) || json_array_size(acks) > MAX_ACKS) {
+        jobq_api_bad_field(rq, "acks", "must be a list of at most 10000 acks");
+        goto out;
+    }
+    o = g_string_sized_new(64 + json_array_size(acks) * 64);
+    g_string_append(o, "{\"results\":[");
+    json_array_foreach(acks, i, item)
+    {
+        if (i)
+            g_string_append_c(o, ',');
+        ack_item(a, rq, item, o, now);
+    }
+    g_string_append(o, "]}");
+    jobq_api_reply_durable(a, rq, 200, o);
+out:
+    json_decref(body);
+}
+
+void jobq_h_workers(jobq_req *rq)
+{
+    jobq_app *a = jobq_req_app(rq);
+
+    jobq_api_json(rq, 200,
+                  json_pack("{s:o}", "workers",
+                            jobq_engine_workers_json(jobq_app_engine(a), 60000, jobq_app_now())));
+}

@@ -1,0 +1,428 @@
+/*
+ * main.c — `jobq`, the command-line client of a jobq server.
+ *
+ * Parses the global options (--url / $JOBQ_URL, --token / $JOBQ_TOKEN), looks the command up
+ * in a table and runs it, and holds the helpers every command shares (cli.h). Every command
+ * but `worker` is one request: build a path and maybe a JSON body from the arguments, send
+ * it with libjobq, print the server's JSON answer pretty on stdout. Errors go to stderr as
+ * "jobq: <code>: <message>" with exit status 1; a bad command line exits 2.
+ * The commands live in queues.c, jobs.c and worker.c.
+ *
+ * What it never does: change or reinterpret the server's answers; the output is the API's.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+#define DEFAULT_URL "http://127.0.0.1:7117"
+
+struct command {
+    const char *name;
+    int (*run)(const struct jobq_cli *cli, int argc, char **argv);
+    const char *usage; /* full help text of the command */
+};
+
+static const struct command *find_command(const char *name);
+
+/* ---- shared helpers ---------------------------------------------------------------------- */
+
+int64_t jobq_cli_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void jobq_cli_print(json_t *value)
+{
+    char *text;
+
+    if (!value)
+        return;
+    text = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    if (!text) {
+        fprintf(stderr, "jobq: out_of_memory: could not print the answer\n");
+        return;
+    }
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    free(text);
+}
+
+int jobq_cli_fail(const jobq_client *c)
+{
+    fprintf(stderr, "jobq: %s: %s\n", jobq_client_error_code(c), jobq_client_error_message(c));
+    return JOBQ_CLI_EXIT_ERROR;
+}
+
+int jobq_cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("jobq: usage: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'jobq %s%s--help')\n", cmd ? cmd : "", cmd ? " " : "");
+    return JOBQ_CLI_EXIT_USAGE;
+}
+
+int jobq_cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int jobq_cli_bad_option(const char *cmd, char **argv, int ch)
+{
+    const char *arg = argv[optind - 1];
+
+    if (ch == ':')
+        return jobq_cli_usage(cmd, "option '%s' needs a value", arg);
+    if (optopt && !(arg[0] == '-' && arg[1] == '-'))
+        return jobq_cli_usage(cmd, "unknown option '-%c'", optopt);
+    return jobq_cli_usage(cmd, "unknown option '%s'", arg);
+}
+
+int jobq_cli_help(const char *name)
+{
+    const struct command *cmd = find_command(name);
+
+    fputs(cmd->usage, stdout);
+    return JOBQ_CLI_EXIT_OK;
+}
+
+/* Sends one request and prints its answer. Steals `body` (may be NULL). */
+int jobq_cli_request(const struct jobq_cli *cli, const char *method, const char *path,
+                       json_t *body)
+{
+    json_t *answer = NULL;
+    int rc;
+
+    rc = jobq_client_request(cli->client, method, path, body, NULL, &answer);
+    json_decref(body);
+    if (rc < 0) {
+        json_decref(answer);
+        return jobq_cli_fail(cli->client);
+    }
+    jobq_cli_print(answer);
+    json_decref(answer);
+    return JOBQ_CLI_EXIT_OK;
+}
+
+/* Starts `p` as prefix + escaped `arg` (NULL = none) + suffix. */
+void jobq_cli_path_init(struct jobq_cli_path *p, const char *prefix, const char *arg, const char *suffix)
+{
+    char *esc = arg ? jobq_client_escape(arg) : NULL;
+
+    p->has_query = strchr(suffix, '?') != NULL;
+    if ((arg && !esc) || asprintf(&p->s, "%s%s%s", prefix, esc ? esc : "", suffix) < 0)
+        p->s = NULL;
+    free(esc);
+}
+
+/* Appends key=value (value escaped here; NULL value = nothing). */
+void jobq_cli_path_query(struct jobq_cli_path *p, const char *key, const char *value)
+{
+    char *esc, *s;
+
+    if (!p->s || !value)
+        return;
+    esc = jobq_client_escape(value);
+    if (!esc || asprintf(&s, "%s%c%s=%s", p->s, p->has_query ? '&' : '?', key, esc) < 0)
+        s = NULL;
+    free(esc);
+    free(p->s);
+    p->s = s;
+    p->has_query = true;
+}
+
+int jobq_cli_out_of_memory(void)
+{
+    fprintf(stderr, "jobq: out_of_memory: out of memory\n");
+    return JOBQ_CLI_EXIT_ERROR;
+}
+
+/* Runs `method` on prefix + escaped `arg` + suffix with `body` (stolen, may be NULL),
+ * printing the answer. */
+int jobq_cli_call(const struct jobq_cli *cli, const char *method, const char *prefix,
+                  const char *arg, const char *suffix, json_t *body)
+{
+    struct jobq_cli_path p;
+    int rc;
+
+    jobq_cli_path_init(&p, prefix, arg, suffix);
+    if (!p.s) {
+        json_decref(body);
+        return jobq_cli_out_of_memory();
+    }
+    rc = jobq_cli_request(cli, method, p.s, body);
+    free(p.s);
+    return rc;
+}
+
+/* Parses only --help for commands with positional arguments alone; returns -1 to go on, or
+ * an exit status. Leaves optind at the first positional argument. */
+int jobq_cli_only_help(const char *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int ch;
+
+    optind = 0;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (ch == 'h')
+            return jobq_cli_help(cmd);
+        return jobq_cli_bad_option(cmd, argv, ch);
+    }
+    return -1;
+}
+
+/* Sets key to a JSON value parsed from `text`: an integer if it is one, else a string. */
+int jobq_cli_set_int_or_string(json_t *o, const char *key, const char *text)
+{
+    int64_t v;
+
+    if (jobq_cli_parse_int(text, INT64_MIN, INT64_MAX, &v) == 0)
+        return json_object_set_new(o, key, json_integer(v));
+    return json_object_set_new(o, key, json_string(text));
+}
+
+/* Sets `key` in `o` to the integer `text`, or reports a usage error for `opt`. */
+int jobq_cli_set_int(const char *cmd, json_t *o, const char *key, const char *opt, const char *text,
+                   int64_t min)
+{
+    int64_t v;
+
+    if (jobq_cli_parse_int(text, min, INT64_MAX, &v) < 0)
+        return jobq_cli_usage(cmd, "%s needs an integer >= %lld, not '%s'", opt, (long long)min,
+                              text);
+    if (json_object_set_new(o, key, json_integer(v)) < 0)
+        return jobq_cli_out_of_memory();
+    return 0;
+}
+
+/* Parses `text` as a JSON object and merges it into `o` (--options). */
+int jobq_cli_merge_json(const char *cmd, json_t *o, const char *opt, const char *text)
+{
+    json_error_t err;
+    json_t *extra = json_loads(text, 0, &err);
+    int rc = 0;
+
+    if (!json_is_object(extra))
+        rc = jobq_cli_usage(cmd, "%s needs a JSON object: %s", opt,
+                            extra ? "not an object" : err.text);
+    else if (json_object_update(o, extra) < 0)
+        rc = jobq_cli_out_of_memory();
+    json_decref(extra);
+    return rc;
+}
+
+/* ---- the command table and main ---------------------------------------------------------- */
+
+static const char main_usage[] =
+    "Usage: jobq [--url URL] [--token TOKEN] COMMAND [ARGS]\n"
+    "\n"
+    "Command-line client of a jobq server. Prints the server's JSON answers.\n"
+    "\n"
+    "Commands:\n"
+    "  queues                          list queues\n"
+    "  queue create NAME [OPTIONS]     create a queue (see 'jobq queue --help')\n"
+    "  queue update NAME [OPTIONS]     change a queue's options\n"
+    "  queue get|pause|resume|drain|clear NAME\n"
+    "  queue delete NAME [--force]     delete a queue\n"
+    "  add QUEUE JSON [OPTIONS]        enqueue a job whose data is JSON ('-': read stdin)\n"
+    "  get ID                          show a job\n"
+    "  list [--queue Q --state S ...]  list jobs, newest first\n"
+    "  cancel ID                       cancel a job\n"
+    "  retry ID                        retry a failed or cancelled job\n"
+    "  delete ID                       remove a job that is not active\n"
+    "  history ID                      a job's state changes\n"
+    "  logs ID [--attempt N]           a job's log lines\n"
+    "  dead [--queue Q]                failed jobs (the dead-letter set)\n"
+    "  stats [--queue Q]               counters and timings\n"
+    "  workers                         workers seen in the last minute\n"
+    "  worker --queue Q --exec CMD     run jobs with a shell command\n"
+    "\n"
+    "Global options:\n"
+    "  --url URL       server address (default $JOBQ_URL, else " DEFAULT_URL ")\n"
+    "  --token TOKEN   bearer token (default $JOBQ_TOKEN)\n"
+    "  -h, --help      this help; 'jobq COMMAND --help' for one command\n"
+    "\n"
+    "Exit status: 0 success, 1 error from or reaching the server, 2 bad command line.\n";
+
+static const struct command commands[] = {
+    {"queues", jobq_cli_queues,
+     "Usage: jobq queues [--type T] [--status S] [--limit N] [--offset N]\n"
+     "\n"
+     "Lists queues (GET /v1/queues).\n"},
+    {"queue", jobq_cli_queue,
+     "Usage: jobq queue create NAME [OPTIONS]\n"
+     "       jobq queue update NAME [OPTIONS]\n"
+     "       jobq queue get|pause|resume|drain|clear NAME\n"
+     "       jobq queue delete NAME [--force]\n"
+     "\n"
+     "Options of create and update:\n"
+     "  --type T                 free label, e.g. INGEST\n"
+     "  --description TEXT\n"
+     "  --concurrency N          max active jobs across all workers (0 = unlimited)\n"
+     "  --group-concurrency N    max active jobs per group\n"
+     "  --max-size N             waiting+scheduled cap\n"
+     "  --max-stalls N           stalls before a job fails\n"
+     "  --rate-limit MAX/PER_MS  e.g. 100/60000\n"
+     "  --attempts N             default max_attempts of its jobs\n"
+     "  --timeout MS             default timeout_ms of its jobs\n"
+     "  --lease-ms MS            default lease_ms of its jobs\n"
+     "  --priority P             default priority (-1000..1000 or low|normal|high|urgent)\n"
+     "  --status S               (update) active or paused\n"
+     "  --options JSON           further fields, merged into the request body\n"
+     "\n"
+     "delete --force deletes a queue even while it has active jobs.\n"},
+    {"add", jobq_cli_add,
+     "Usage: jobq add QUEUE JSON [OPTIONS]\n"
+     "\n"
+     "Enqueues a job whose data is JSON ('-' reads it from stdin); prints the job.\n"
+     "\n"
+     "Options:\n"
+     "  --priority P      -1000..1000 or low|normal|high|urgent\n"
+     "  --delay MS        run no earlier than MS from now\n"
+     "  --attempts N      max_attempts\n"
+     "  --timeout MS      wall time one attempt may take\n"
+     "  --lease-ms MS     lease length of a fetch\n"
+     "  --group G         fairness / per-group concurrency key\n"
+     "  --project P\n"
+     "  --tier T\n"
+     "  --name N          label\n"
+     "  --id ID           the job's id (default: the server makes one)\n"
+     "  --tag KEY=VALUE   (repeatable)\n"
+     "  --options JSON    further options, merged into the request body\n"},
+    {"get", jobq_cli_get, "Usage: jobq get ID\n\nShows a job.\n"},
+    {"list", jobq_cli_list,
+     "Usage: jobq list [--queue Q] [--state S[,S…]] [--limit N] [--group G] [--project P]\n"
+     "                 [--tag KEY=VALUE] [--cursor C]\n"
+     "\n"
+     "Lists jobs, newest first; next_cursor in the answer pages on with --cursor.\n"},
+    {"cancel", jobq_cli_cancel,
+     "Usage: jobq cancel ID\n\nCancels a job; an active one is asked to stop by its worker.\n"},
+    {"retry", jobq_cli_retry, "Usage: jobq retry ID\n\nPuts a failed or cancelled job back to waiting.\n"},
+    {"delete", jobq_cli_delete, "Usage: jobq delete ID\n\nRemoves a job that is not active.\n"},
+    {"history", jobq_cli_history, "Usage: jobq history ID\n\nShows every state change of a job.\n"},
+    {"logs", jobq_cli_logs,
+     "Usage: jobq logs ID [--attempt N]\n\nShows a job's log lines (default: latest attempt).\n"},
+    {"dead", jobq_cli_dead,
+     "Usage: jobq dead [--queue Q] [--limit N] [--cursor C]\n\nLists failed jobs.\n"},
+    {"stats", jobq_cli_stats,
+     "Usage: jobq stats [--queue Q]\n\nShows counters and timings, overall or of one queue.\n"},
+    {"workers", jobq_cli_workers, "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
+    {"worker", jobq_cli_worker,
+     "Usage: jobq worker --queue Q [--queue Q2 …] [--concurrency N] [--lease-ms MS]\n"
+     "                   --exec CMD\n"
+     "\n"
+     "Fetches jobs and runs each with /bin/sh -c CMD in its own process group, the job's JSON\n"
+     "on stdin and JOBQ_JOB_ID, JOBQ_ATTEMPT, JOBQ_QUEUE, JOBQ_URL in the environment.\n"
+     "\n"
+     "The command's stdout may carry:\n"
+     "  PROGRESS <percent> [stage words]   reports progress\n"
+     "  CHECKPOINT <json>                  saves a checkpoint for the next attempt\n"
+     "  <json> as the last line            the job's result\n"
+     "Its stderr lines become the job's log.\n"
+     "\n"
+     "Exit 0 completes the job; exit 75 (EX_TEMPFAIL) fails it for a retry; any other exit\n"
+     "status or a signal fails it for good. A cancelled, timed-out or lost job's command gets\n"
+     "SIGTERM, then SIGKILL after 5 s.\n"
+     "\n"
+     "Options:\n"
+     "  --queue Q         queue to take jobs from (repeatable)\n"
+     "  --concurrency N   jobs run at once (default 1)\n"
+     "  --lease-ms MS     lease to keep per job (default: the job's lease_ms); heartbeats\n"
+     "                    go every third of it\n"
+     "  --exec CMD        the shell command\n"
+     "\n"
+     "SIGTERM or SIGINT stops fetching and waits for running commands; a second one\n"
+     "terminates them.\n"},
+};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"token", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const struct command *cmd;
+    struct jobq_cli cli = {0};
+    int ch, rc;
+
+    cli.url = getenv("JOBQ_URL");
+    if (!cli.url || !*cli.url)
+        cli.url = DEFAULT_URL;
+    cli.token = getenv("JOBQ_TOKEN");
+    if (cli.token && !*cli.token)
+        cli.token = NULL;
+
+    opterr = 0;
+    /* '+': global options end at the command name; the command parses the rest. */
+    while ((ch = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'u':
+            cli.url = optarg;
+            break;
+        case 't':
+            cli.token = optarg;
+            break;
+        case 'h':
+            fputs(main_usage, stdout);
+            return JOBQ_CLI_EXIT_OK;
+        default:
+            return jobq_cli_bad_option(NULL, argv, ch);
+        }
+    }
+    if (optind >= argc)
+        return jobq_cli_usage(NULL, "missing command");
+    cmd = find_command(argv[optind]);
+    if (!cmd)
+        return jobq_cli_usage(NULL, "unknown command '%s'", argv[optind]);
+
+    cli.client = jobq_client_new(cli.url);
+    if (!cli.client) {
+        if (strncmp(cli.url, "http://", 7) != 0 && strncmp(cli.url, "https://", 8) != 0)
+            return jobq_cli_usage(NULL, "--url must start with http:// or https://, not '%s'",
+                                  cli.url);
+        return jobq_cli_out_of_memory();
+    }
+    if (cli.token && jobq_client_set_token(cli.client, cli.token) < 0) {
+        jobq_client_free(cli.client);
+        return jobq_cli_out_of_memory();
+    }
+    rc = cmd->run(&cli, argc - optind, argv + optind);
+    if (fflush(stdout) != 0 && rc == JOBQ_CLI_EXIT_OK) {
+        fprintf(stderr, "jobq: io: could not write the output\n");
+        rc = JOBQ_CLI_EXIT_ERROR;
+    }
+    jobq_client_free(cli.client);
+    return rc;
+}
+

@@ -1,0 +1,1025 @@
+/*
+ * engine.c — the engine's core: indexes, state changes, timers, dispatch, group commit.
+ *
+ * Job verbs (worker protocol and admin) are in job.c, queue verbs in queue.c, JSON in
+ * codec.c and render.c. This file owns the invariants every one of them relies on:
+ *   - a job is in exactly one place of its queue (ready index or one list), chosen by
+ *     place() from its state and flags;
+ *   - q->counts[] always equals the number of jobs of q in each state;
+ *   - a job with JF_UNCOMMITTED is never in q->ready;
+ *   - a job waits on at most one time (heap slot), whose meaning follows from its state.
+ * It never does I/O and never reads a clock.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+/* ---------------------------------------------------------------- small things */
+
+static const char *state_names[JOBQ_NSTATES] = {
+    "waiting", "scheduled", "retrying", "blocked", "active",
+    "review",  "completed", "failed",   "cancelled",
+};
+
+const char *jobq_state_name(int s)
+{
+    return s >= 0 && s < JOBQ_NSTATES ? state_names[s] : NULL;
+}
+
+int jobq_state_parse(const char *s)
+{
+    for (int i = 0; i < JOBQ_NSTATES; i++)
+        if (strcmp(s, state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int jobq_state_final(int s)
+{
+    return s == JOBQ_COMPLETED || s == JOBQ_FAILED || s == JOBQ_CANCELLED;
+}
+
+static const char *qstatus_names[] = {"active", "paused", "draining", "error"};
+
+const char *jobq_qstatus_name(int s)
+{
+    return s >= 0 && s < 4 ? qstatus_names[s] : NULL;
+}
+
+int jobq_qstatus_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, qstatus_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void jobq_list_init(jobq_list *l)
+{
+    l->head.prev = l->head.next = &l->head;
+    l->n = 0;
+}
+
+void jobq_list_push(jobq_list *l, jobq_link *x)
+{
+    x->prev = l->head.prev;
+    x->next = &l->head;
+    l->head.prev->next = x;
+    l->head.prev = x;
+    l->n++;
+}
+
+void jobq_list_remove(jobq_list *l, jobq_link *x)
+{
+    x->prev->next = x->next;
+    x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+    l->n--;
+}
+
+/* splitmix64: small, fast, good enough for ids, lease tokens and jitter (not for secrets). */
+uint64_t jobq_rand(jobq_engine *e)
+{
+    uint64_t z = (e->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double jobq_rand01(jobq_engine *e)
+{
+    return (double)(jobq_rand(e) >> 11) / 9007199254740992.0;
+}
+
+/* UUIDv7 (RFC 9562): 48-bit ms timestamp, then a 12-bit counter that keeps ids made within
+ * one millisecond in order, then random bits. */
+void jobq_make_uuid7(jobq_engine *e, int64_t now, char out[37])
+{
+    uint8_t b[16];
+    uint64_t r = jobq_rand(e), r2 = jobq_rand(e);
+
+    if (now > e->last_id_ms) {
+        e->last_id_ms = now;
+        e->id_counter = r2 & 0x3ff; /* random start, room to count up */
+    } else {
+        now = e->last_id_ms;
+        if (++e->id_counter > 0xfff) { /* counter exhausted: borrow the next millisecond */
+            e->last_id_ms = ++now;
+            e->id_counter = 0;
+        }
+    }
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)((uint64_t)now >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | ((e->id_counter >> 8) & 0x0f));
+    b[7] = (uint8_t)(e->id_counter & 0xff);
+    b[8] = (uint8_t)(0x80 | ((r >> 56) & 0x3f));
+    for (int i = 9; i < 16; i++)
+        b[i] = (uint8_t)(r >> (8 * (i - 9)));
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+/* ---------------------------------------------------------------- jobs in memory */
+
+static guint job_hash(gconstpointer p)
+{
+    return g_str_hash(((const jobq_job *)p)->id);
+}
+
+static gboolean job_equal(gconstpointer a, gconstpointer b)
+{
+    return strcmp(((const jobq_job *)a)->id, ((const jobq_job *)b)->id) == 0;
+}
+
+jobq_job *jobq_job_alloc(const char *id, const char *data, size_t data_len)
+{
+    size_t idlen = strlen(id);
+    jobq_job *j;
+
+    if (!data) {
+        data = "null";
+        data_len = 4;
+    }
+    j = calloc(1, sizeof *j + idlen + 1 + data_len + 1);
+    if (!j)
+        return NULL;
+    j->id = (char *)(j + 1);
+    memcpy(j->id, id, idlen + 1);
+    j->data = j->id + idlen + 1;
+    memcpy(j->data, data, data_len);
+    j->data[data_len] = '\0';
+    j->data_len = (uint32_t)data_len;
+    return j;
+}
+
+static void extra_free(jobq_job_extra *x)
+{
+    if (!x)
+        return;
+    g_free(x->name);
+    g_free(x->group);
+    g_free(x->tier);
+    g_free(x->project);
+    g_free(x->tags);
+    g_free(x->requires);
+    g_free(x->result);
+    g_free(x->error);
+    g_free(x->error_type);
+    g_free(x->progress);
+    g_free(x->checkpoint);
+    g_free(x->worker);
+    g_free(x);
+}
+
+void jobq_job_free(jobq_job *j)
+{
+    if (!j)
+        return;
+    jobq_backoff_unref(j->backoff);
+    extra_free(j->x);
+    free(j);
+}
+
+jobq_job_extra *jobq_extra(jobq_job *j)
+{
+    if (!j->x)
+        j->x = g_new0(jobq_job_extra, 1);
+    return j->x;
+}
+
+jobq_job *jobq_engine_job(const jobq_engine *e, const char *id)
+{
+    jobq_job key;
+
+    key.id = (char *)id;
+    return g_hash_table_lookup(e->jobs, &key);
+}
+
+const char *jobq_job_id(const jobq_job *j)
+{
+    return j->id;
+}
+
+jobq_queue *jobq_job_queue(const jobq_job *j)
+{
+    return j->q;
+}
+
+int jobq_job_state(const jobq_job *j)
+{
+    return j->state;
+}
+
+int64_t jobq_job_seq(const jobq_job *j)
+{
+    return j->seq;
+}
+
+int jobq_job_attempt(const jobq_job *j)
+{
+    return j->attempt;
+}
+
+int64_t jobq_job_lease_expires_at(const jobq_job *j)
+{
+    return j->x && j->state == JOBQ_ACTIVE ? j->x->lease_expires_at : 0;
+}
+
+int jobq_job_cancel_requested(const jobq_job *j)
+{
+    return (j->flags & JF_CANCEL_REQUESTED) != 0;
+}
+
+const char *jobq_job_result_text(const jobq_job *j)
+{
+    return j->x ? j->x->result : NULL;
+}
+
+const char *jobq_job_error_text(const jobq_job *j)
+{
+    return j->x ? j->x->error : NULL;
+}
+
+void jobq_job_lease(const jobq_job *j, char buf[17])
+{
+    if (j->x && j->x->lease && j->state == JOBQ_ACTIVE)
+        snprintf(buf, 17, "%016" PRIx64, j->x->lease);
+    else
+        buf[0] = '\0';
+}
+
+int jobq_engine_log_attempt(const jobq_job *j)
+{
+    return j->state == JOBQ_ACTIVE ? j->attempt + 1 : (j->x ? j->x->log_attempt : 0);
+}
+
+size_t jobq_engine_job_total(const jobq_engine *e)
+{
+    return g_hash_table_size(e->jobs);
+}
+
+/* ---------------------------------------------------------------- engine */
+
+jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_hooks *hooks)
+{
+    jobq_engine *e = g_new0(jobq_engine, 1);
+
+    if (cfg)
+        e->cfg = *cfg;
+    if (!e->cfg.max_log_lines)
+        e->cfg.max_log_lines = 1000;
+    if (hooks)
+        e->hooks = *hooks;
+    e->rng = e->cfg.seed ? e->cfg.seed : 0x6a6f6271u;
+    e->jobs = g_hash_table_new(job_hash, job_equal);
+    e->queues = g_hash_table_new(g_str_hash, g_str_equal);
+    e->queue_ids = g_hash_table_new(g_str_hash, g_str_equal);
+    e->workers = g_hash_table_new(g_str_hash, g_str_equal);
+    jobq_list_init(&e->all);
+    e->next_seq = 1;
+    e->batch = jobq_batch_new();
+    e->dirty = g_ptr_array_new();
+    e->dirty_queues = g_ptr_array_new();
+    e->dead_queues = g_ptr_array_new();
+    e->fresh = g_ptr_array_new();
+    e->inflight = g_ptr_array_new();
+    return e;
+}
+
+static void worker_free(gpointer p)
+{
+    jobq_worker *w = p;
+
+    for (size_t i = 0; i < w->nq; i++)
+        g_free(w->queues[i]);
+    g_free(w->queues);
+    g_free(w->id);
+    g_free(w);
+}
+
+void jobq_engine_free(jobq_engine *e)
+{
+    GHashTableIter it;
+    gpointer k, v;
+
+    if (!e)
+        return;
+    /* tombstones first (they are only in e->dirty), then the live jobs */
+    for (guint i = 0; i < e->dirty->len; i++) {
+        jobq_job *j = g_ptr_array_index(e->dirty, i);
+        if (j->flags & JF_DELETED)
+            jobq_job_free(j);
+    }
+    while (e->all.n) {
+        jobq_job *j = JOB_OF_ALINK(jobq_list_first(&e->all));
+        jobq_list_remove(&e->all, &j->alink);
+        jobq_job_free(j);
+    }
+    g_hash_table_iter_init(&it, e->queues);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        jobq_queue_free(v);
+    for (guint i = 0; i < e->dead_queues->len; i++)
+        jobq_queue_free(g_ptr_array_index(e->dead_queues, i));
+    g_hash_table_iter_init(&it, e->workers);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        worker_free(v);
+    g_hash_table_destroy(e->jobs);
+    g_hash_table_destroy(e->queues);
+    g_hash_table_destroy(e->queue_ids);
+    g_hash_table_destroy(e->workers);
+    g_free(e->timers);
+    jobq_batch_free(e->batch);
+    g_ptr_array_free(e->dirty, TRUE);
+    g_ptr_array_free(e->dirty_queues, TRUE);
+    g_ptr_array_free(e->dead_queues, TRUE);
+    g_ptr_array_free(e->fresh, TRUE);
+    g_ptr_array_free(e->inflight, TRUE);
+    g_free(e);
+}
+
+/* ---------------------------------------------------------------- timers (binary heap)
+ * A hand-written heap: glib has none with O(log n) removal of an arbitrary entry, which
+ * every lease extension and cancel needs. */
+
+static void heap_swap(jobq_engine *e, size_t a, size_t b)
+{
+    jobq_job *t = e->timers[a];
+
+    e->timers[a] = e->timers[b];
+    e->timers[b] = t;
+    e->timers[a]->heap_idx = (uint32_t)a + 1;
+    e->timers[b]->heap_idx = (uint32_t)b + 1;
+}
+
+static void heap_up(jobq_engine *e, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (e->timers[p]->timer_at <= e->timers[i]->timer_at)
+            break;
+        heap_swap(e, i, p);
+        i = p;
+    }
+}
+
+static void heap_down(jobq_engine *e, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < e->ntimers && e->timers[l]->timer_at < e->timers[m]->timer_at)
+            m = l;
+        if (r < e->ntimers && e->timers[r]->timer_at < e->timers[m]->timer_at)
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(e, i, m);
+        i = m;
+    }
+}
+
+void jobq_timer_clear(jobq_engine *e, jobq_job *j)
+{
+    size_t i;
+
+    if (!j->heap_idx)
+        return;
+    i = j->heap_idx - 1;
+    j->heap_idx = 0;
+    e->ntimers--;
+    if (i == e->ntimers)
+        return;
+    e->timers[i] = e->timers[e->ntimers];
+    e->timers[i]->heap_idx = (uint32_t)i + 1;
+    heap_up(e, i);
+    heap_down(e, e->timers[i]->heap_idx - 1);
+}
+
+void jobq_timer_set(jobq_engine *e, jobq_job *j, int64_t at)
+{
+    jobq_timer_clear(e, j);
+    if (e->ntimers == e->timers_cap) {
+        e->timers_cap = e->timers_cap ? 2 * e->timers_cap : 1024;
+        e->timers = g_renew(jobq_job *, e->timers, e->timers_cap);
+    }
+    j->timer_at = at;
+    e->timers[e->ntimers] = j;
+    j->heap_idx = (uint32_t)++e->ntimers;
+    heap_up(e, e->ntimers - 1);
+}
+
+int64_t jobq_engine_next_timer(const jobq_engine *e)
+{
+    int64_t t = e->ntimers ? e->timers[0]->timer_at : INT64_MAX;
+
+    /* retention by age is swept once a second while a queue keeps final jobs */
+    if (e->last_retention && e->last_retention + 1000 < t)
+        t = e->last_retention + 1000;
+    return t;
+}
+
+/* ---------------------------------------------------------------- placement */
+
+gint jobq_ready_cmp(gconstpointer a, gconstpointer b, gpointer ud)
+{
+    const jobq_job *x = a, *y = b;
+
+    (void)ud;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static jobq_list *list_of(jobq_queue *q, int list)
+{
+    switch (list) {
+    case JL_PENDING:
+        return &q->pending;
+    case JL_DELAYED:
+        return &q->delayed;
+    case JL_ACTIVE:
+        return &q->active;
+    case JL_COMPLETED:
+        return &q->completed;
+    case JL_FAILED:
+        return &q->failed_l;
+    case JL_CANCELLED:
+        return &q->cancelled;
+    }
+    return NULL;
+}
+
+void jobq_unready(jobq_engine *e, jobq_job *j)
+{
+    (void)e;
+    if (j->ready) {
+        g_sequence_remove(j->ready);
+        j->ready = NULL;
+    }
+    if (j->list != JL_NONE) {
+        jobq_list_remove(list_of(j->q, j->list), &j->qlink);
+        j->list = JL_NONE;
+    }
+}
+
+void jobq_list_move(jobq_job *j, int list)
+{
+    if (j->list != JL_NONE)
+        jobq_list_remove(list_of(j->q, j->list), &j->qlink);
+    j->list = (uint8_t)list;
+    if (list != JL_NONE)
+        jobq_list_push(list_of(j->q, list), &j->qlink);
+}
+
+void jobq_notify_ready(jobq_engine *e, jobq_queue *q)
+{
+    if (e->hooks.ready && !e->loading)
+        e->hooks.ready(e->hooks.ud, q);
+}
+
+/* Puts j where its state says it belongs. */
+static void place(jobq_engine *e, jobq_job *j)
+{
+    jobq_unready(e, j);
+    switch (j->state) {
+    case JOBQ_WAITING:
+        if (j->flags & JF_UNCOMMITTED) {
+            jobq_list_move(j, JL_PENDING);
+        } else {
+            j->ready = g_sequence_insert_sorted(j->q->ready, j, jobq_ready_cmp, NULL);
+            if (jobq_queue_can_dispatch(j->q))
+                jobq_notify_ready(e, j->q);
+        }
+        break;
+    case JOBQ_SCHEDULED:
+    case JOBQ_RETRYING:
+    case JOBQ_BLOCKED:
+    case JOBQ_REVIEW:
+        jobq_list_move(j, JL_DELAYED);
+        break;
+    case JOBQ_ACTIVE:
+        jobq_list_move(j, JL_ACTIVE);
+        break;
+    case JOBQ_COMPLETED:
+        jobq_list_move(j, JL_COMPLETED);
+        break;
+    case JOBQ_FAILED:
+        jobq_list_move(j, JL_FAILED);
+        break;
+    case JOBQ_CANCELLED:
+        jobq_list_move(j, JL_CANCELLED);
+        break;
+    }
+}
+
+void jobq_mark_dirty(jobq_engine *e, jobq_job *j)
+{
+    if (e->loading || (j->flags & JF_DIRTY))
+        return;
+    j->flags |= JF_DIRTY;
+    g_ptr_array_add(e->dirty, j);
+}
+
+void jobq_hist(jobq_engine *e, jobq_job *j, int from, int to, int64_t now)
+{
+    jobq_rec *r;
+
+    if (e->loading)
+        return;
+    r = jobq_batch_add(e->batch, JOBQ_REC_HIST);
+    r->u.hist.job_seq = j->seq;
+    r->u.hist.n = j->hist_n++;
+    r->u.hist.at = now;
+    r->u.hist.from_state = from;
+    r->u.hist.to_state = to;
+    r->u.hist.attempt = j->attempt;
+    if (j->x && j->x->worker && (to == JOBQ_ACTIVE || from == JOBQ_ACTIVE))
+        r->u.hist.worker = g_strdup(j->x->worker);
+    if (j->x && j->x->error && from == JOBQ_ACTIVE && (to == JOBQ_FAILED || to == JOBQ_RETRYING))
+        r->u.hist.error = g_strdup(j->x->error);
+}
+
+void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
+{
+    int from = j->state;
+
+    j->q->counts[from]--;
+    j->q->counts[to]++;
+    j->state = (uint8_t)to;
+    j->updated_at = now;
+    jobq_hist(e, j, from, to, now);
+    jobq_mark_dirty(e, j);
+    place(e, j);
+}
+
+void jobq_make_ready(jobq_engine *e, jobq_job *j, int64_t now)
+{
+    jobq_timer_clear(e, j);
+    j->run_at = 0;
+    if (j->state == JOBQ_WAITING)
+        place(e, j);
+    else
+        jobq_set_state(e, j, JOBQ_WAITING, now);
+}
+
+/* Removes j for good: out of every index; freed at the next take_changes (its row delete
+ * goes into that batch). */
+void jobq_job_destroy(jobq_engine *e, jobq_job *j, int64_t now)
+{
+    jobq_queue *q = j->q;
+
+    (void)now;
+    if (j->state == JOBQ_ACTIVE && j->x && j->x->worker)
+        jobq_worker_active(e, j->x->worker, -1);
+    jobq_timer_clear(e, j);
+    jobq_unready(e, j);
+    q->counts[j->state]--;
+    g_hash_table_remove(e->jobs, j);
+    jobq_list_remove(&e->all, &j->alink);
+    j->flags |= JF_DELETED;
+    j->flags &= (uint16_t)~JF_UNCOMMITTED;
+    if (e->hooks.final)
+        e->hooks.final(e->hooks.ud, j, 1);
+    if (!(j->flags & JF_DIRTY)) {
+        j->flags |= JF_DIRTY;
+        g_ptr_array_add(e->dirty, j);
+    }
+}
+
+int jobq_queue_can_dispatch(const jobq_queue *q)
+{
+    if (q->status != JOBQ_Q_ACTIVE && q->status != JOBQ_Q_DRAINING)
+        return 0;
+    if (q->o.concurrency > 0 && q->counts[JOBQ_ACTIVE] >= q->o.concurrency)
+        return 0;
+    return 1;
+}
+
+void jobq_queue_touch(jobq_engine *e, jobq_queue *q, int64_t now)
+{
+    q->updated_at = now;
+    if (!q->dirty && !e->loading) {
+        q->dirty = 1;
+        g_ptr_array_add(e->dirty_queues, q);
+    }
+}
+
+void jobq_check_drained(jobq_engine *e, jobq_queue *q, int64_t now)
+{
+    if (q->status != JOBQ_Q_DRAINING)
+        return;
+    for (int s = 0; s < JOBQ_NSTATES; s++)
+        if (!jobq_state_final(s) && q->counts[s])
+            return;
+    q->status = JOBQ_Q_PAUSED;
+    q->paused_at = now;
+    jobq_queue_touch(e, q, now);
+}
+
+/* Throughput estimate: completions in the current and the previous minute. */
+static void rate_note(jobq_queue *q, int64_t now)
+{
+    int64_t minute = now / 60000;
+
+    if (minute != q->rate_at) {
+        q->rate = minute == q->rate_at + 1 ? (double)q->rate_n : 0;
+        q->rate_at = minute;
+        q->rate_n = 0;
+    }
+    q->rate_n++;
+}
+
+double jobq_queue_rate_per_ms(const jobq_queue *q, int64_t now)
+{
+    int64_t minute = now / 60000;
+    double frac = (double)(now % 60000) / 60000.0, prev;
+
+    if (minute == q->rate_at)
+        prev = q->rate;
+    else if (minute == q->rate_at + 1)
+        prev = (double)q->rate_n;
+    else
+        return 0;
+    if (minute != q->rate_at)
+        return prev * (1 - frac) / 60000.0;
+    return (prev * (1 - frac) + (double)q->rate_n) / 60000.0;
+}
+
+/* j leaves `active`, or any live state, for a final state. */
+void jobq_finalize(jobq_engine *e, jobq_job *j, int to, int64_t now)
+{
+    jobq_queue *q = j->q;
+    int was_active = j->state == JOBQ_ACTIVE;
+
+    jobq_timer_clear(e, j);
+    if (was_active && j->x && j->x->worker)
+        jobq_worker_active(e, j->x->worker, -1);
+    jobq_extra(j)->finished_at = now;
+    j->flags &= (uint16_t)~JF_CANCEL_REQUESTED;
+    if (to == JOBQ_COMPLETED) {
+        q->processed++;
+        q->last_processed_at = now;
+        rate_note(q, now);
+    } else if (to == JOBQ_FAILED) {
+        q->failed++;
+    }
+    jobq_set_state(e, j, to, now);
+    jobq_queue_touch(e, q, now);
+    if (e->hooks.final)
+        e->hooks.final(e->hooks.ud, j, 0);
+    if (was_active && q->o.concurrency > 0 && q->ready && g_sequence_get_length(q->ready) &&
+        jobq_queue_can_dispatch(q))
+        jobq_notify_ready(e, q);
+    jobq_retention(e, q, now, 0);
+    if (!e->last_retention)
+        e->last_retention = now;
+    jobq_check_drained(e, q, now);
+}
+
+/* ---------------------------------------------------------------- group commit */
+
+static void row_fill(const jobq_job *j, jobq_job_row *r, int full)
+{
+    const jobq_job_extra *x = j->x;
+
+    r->seq = j->seq;
+    r->state = j->state;
+    r->priority = j->priority;
+    r->attempt = j->attempt;
+    r->max_attempts = j->max_attempts;
+    r->stalls = j->stalls;
+    r->run_at = j->run_at;
+    r->created_at = j->created_at;
+    r->updated_at = j->updated_at;
+    r->hist_n = j->hist_n;
+    if (x) {
+        r->started_at = x->started_at;
+        r->finished_at = x->finished_at;
+        r->result = g_strdup(x->result);
+        r->error = g_strdup(x->error);
+        r->progress = g_strdup(x->progress);
+        r->checkpoint = g_strdup(x->checkpoint);
+        r->worker = g_strdup(x->worker);
+        r->log_n = x->log_n;
+    }
+    if (full) {
+        r->id = g_strdup(j->id);
+        r->queue_id = g_strdup(j->q->id);
+        r->data = g_strndup(j->data, j->data_len);
+        r->opts = jobq_job_opts_text(j);
+    }
+}
+
+int jobq_engine_has_changes(const jobq_engine *e)
+{
+    return e->dirty->len || e->dirty_queues->len || e->batch->n || e->fresh->len;
+}
+
+jobq_batch *jobq_engine_take_changes(jobq_engine *e)
+{
+    jobq_batch *b;
+
+    if (!jobq_engine_has_changes(e))
+        return NULL;
+    b = e->batch;
+    e->batch = jobq_batch_new();
+    for (guint i = 0; i < e->dirty->len; i++) {
+        jobq_job *j = g_ptr_array_index(e->dirty, i);
+        jobq_rec *r;
+
+        j->flags &= (uint16_t)~JF_DIRTY;
+        if (j->flags & JF_DELETED) {
+            r = jobq_batch_add(b, JOBQ_REC_JOB_DELETE);
+            r->job_seq = j->seq;
+            continue; /* freed below, after the fresh list drops it */
+        }
+        if (j->flags & JF_PERSISTED) {
+            r = jobq_batch_add(b, JOBQ_REC_JOB_UPDATE);
+            row_fill(j, &r->u.job, 0);
+        } else {
+            r = jobq_batch_add(b, JOBQ_REC_JOB_INSERT);
+            row_fill(j, &r->u.job, 1);
+            j->flags |= JF_PERSISTED;
+        }
+    }
+    for (guint i = 0; i < e->dirty_queues->len; i++) {
+        jobq_queue *q = g_ptr_array_index(e->dirty_queues, i);
+        jobq_rec *r;
+
+        q->dirty = 0;
+        if (q->deleted)
+            continue;
+        r = jobq_batch_add(b, JOBQ_REC_QUEUE_PUT);
+        r->u.queue.id = g_strdup(q->id);
+        r->u.queue.name = g_strdup(q->name);
+        r->u.queue.config = jobq_queue_config_text(q);
+        r->u.queue.created_at = q->created_at;
+    }
+    g_ptr_array_set_size(e->dirty_queues, 0);
+    /* the batch now in flight: its fresh jobs become fetchable at committed() */
+    g_ptr_array_set_size(e->inflight, 0);
+    for (guint i = 0; i < e->fresh->len; i++) {
+        jobq_job *j = g_ptr_array_index(e->fresh, i);
+        if (!(j->flags & JF_DELETED))
+            g_ptr_array_add(e->inflight, j);
+    }
+    g_ptr_array_set_size(e->fresh, 0);
+    for (guint i = 0; i < e->dirty->len; i++) {
+        jobq_job *j = g_ptr_array_index(e->dirty, i);
+        if (j->flags & JF_DELETED)
+            jobq_job_free(j);
+    }
+    g_ptr_array_set_size(e->dirty, 0);
+    for (guint i = 0; i < e->dead_queues->len; i++)
+        jobq_queue_free(g_ptr_array_index(e->dead_queues, i));
+    g_ptr_array_set_size(e->dead_queues, 0);
+    return b;
+}
+
+void jobq_engine_committed(jobq_engine *e, int64_t now)
+{
+    (void)now;
+    for (guint i = 0; i < e->inflight->len; i++) {
+        jobq_job *j = g_ptr_array_index(e->inflight, i);
+
+        if (j->flags & JF_DELETED)
+            continue;
+        j->flags &= (uint16_t)~JF_UNCOMMITTED;
+        if (j->state == JOBQ_WAITING && j->list == JL_PENDING)
+            place(e, j);
+    }
+    g_ptr_array_set_size(e->inflight, 0);
+}
+
+/* ---------------------------------------------------------------- timers firing */
+
+static void lease_expired(jobq_engine *e, jobq_job *j, int64_t now);
+static void attempt_timed_out(jobq_engine *e, jobq_job *j, int64_t now);
+
+void jobq_engine_tick(jobq_engine *e, int64_t now)
+{
+    while (e->ntimers && e->timers[0]->timer_at <= now) {
+        jobq_job *j = e->timers[0];
+
+        jobq_timer_clear(e, j);
+        switch (j->state) {
+        case JOBQ_SCHEDULED:
+        case JOBQ_RETRYING:
+            jobq_make_ready(e, j, now);
+            break;
+        case JOBQ_ACTIVE:
+            if (j->x->deadline && j->x->deadline <= now)
+                attempt_timed_out(e, j, now);
+            else
+                lease_expired(e, j, now);
+            break;
+        default:
+            break;
+        }
+    }
+    if (e->last_retention && now >= e->last_retention + 1000) {
+        GHashTableIter it;
+        gpointer k, v;
+        int any = 0;
+
+        e->last_retention = now;
+        g_hash_table_iter_init(&it, e->queues);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            jobq_queue *q = v;
+            jobq_retention(e, q, now, 1);
+            any |= (q->completed.n || q->failed_l.n || q->cancelled.n);
+        }
+        if (!any)
+            e->last_retention = 0;
+    }
+}
+
+/* The lease ran out without a heartbeat: the job stalled. */
+static void lease_expired(jobq_engine *e, jobq_job *j, int64_t now)
+{
+    jobq_queue *q = j->q;
+    jobq_job_extra *x = j->x;
+
+    x->lease = 0;
+    q->stalled++;
+    if (j->flags & JF_CANCEL_REQUESTED) {
+        jobq_finalize(e, j, JOBQ_CANCELLED, now);
+        return;
+    }
+    j->stalls++;
+    if (j->stalls > q->o.max_stalls) {
+        jobq_failure f = {.message = "job stalled more than max_stalls times",
+                          .type = "stalled",
+                          .retryable = 0,
+                          .retry_in_ms = -1};
+        jobq_fail_attempt(e, j, &f, now);
+        return;
+    }
+    if (x->worker)
+        jobq_worker_active(e, x->worker, -1);
+    jobq_make_ready(e, j, now);
+}
+
+static void attempt_timed_out(jobq_engine *e, jobq_job *j, int64_t now)
+{
+    char msg[96];
+    jobq_failure f = {.type = "timeout", .retryable = 1, .retry_in_ms = -1};
+
+    snprintf(msg, sizeof msg, "attempt ran past timeout_ms (%" PRId64 " ms)", j->timeout_ms);
+    f.message = msg;
+    j->x->lease = 0; /* the old worker's lease is refused from now on */
+    jobq_fail_attempt(e, j, &f, now);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static jobq_job *ready_head(jobq_queue *q)
+{
+    GSequenceIter *it;
+
+    if (!q || q->deleted || !jobq_queue_can_dispatch(q))
+        return NULL;
+    it = g_sequence_get_begin_iter(q->ready);
+    return g_sequence_iter_is_end(it) ? NULL : g_sequence_get(it);
+}
+
+static void activate(jobq_engine *e, jobq_job *j, const char *worker, int64_t now)
+{
+    jobq_job_extra *x = jobq_extra(j);
+
+    g_free(x->worker);
+    x->worker = g_strdup(worker ? worker : "anonymous");
+    do
+        x->lease = jobq_rand(e);
+    while (x->lease <= 1);
+    x->started_at = now;
+    x->lease_expires_at = now + j->lease_ms;
+    x->deadline = j->timeout_ms > 0 ? now + j->timeout_ms : 0;
+    if (x->log_attempt != j->attempt + 1) {
+        x->log_attempt = j->attempt + 1;
+    }
+    jobq_set_state(e, j, JOBQ_ACTIVE, now);
+    jobq_timer_set(e, j,
+                   x->deadline && x->deadline < x->lease_expires_at ? x->deadline
+                                                                    : x->lease_expires_at);
+    jobq_worker_active(e, x->worker, +1);
+}
+
+size_t jobq_engine_fetch(jobq_engine *e, const char *const *queues, size_t nq, size_t count,
+                         const char *worker, int64_t now, jobq_job **out)
+{
+    jobq_queue *qs[64];
+    size_t n = 0, m = 0;
+
+    for (size_t i = 0; i < nq && m < 64; i++) {
+        jobq_queue *q = g_hash_table_lookup(e->queues, queues[i]);
+        if (q)
+            qs[m++] = q;
+    }
+    while (n < count) {
+        jobq_job *best = NULL;
+
+        for (size_t i = 0; i < m; i++) {
+            jobq_job *h = ready_head(qs[i]);
+            if (h && (!best || jobq_ready_cmp(h, best, NULL) < 0))
+                best = h;
+        }
+        if (!best)
+            break;
+        activate(e, best, worker, now);
+        out[n++] = best;
+    }
+    return n;
+}
+
+int64_t jobq_engine_job_position(const jobq_engine *e, const jobq_job *j)
+{
+    (void)e;
+    if (j->state != JOBQ_WAITING)
+        return -1;
+    if (!j->ready) /* not durable yet: behind everything already fetchable */
+        return g_sequence_get_length(j->q->ready);
+    return g_sequence_iter_get_position(j->ready);
+}
+
+int64_t jobq_engine_estimated_start(const jobq_engine *e, const jobq_job *j, int64_t now)
+{
+    int64_t pos = jobq_engine_job_position(e, j);
+    double r;
+
+    if (pos < 0)
+        return -1;
+    r = jobq_queue_rate_per_ms(j->q, now);
+    if (r <= 0)
+        return -1;
+    return (int64_t)((double)(pos + 1) / r);
+}
+
+/* ---------------------------------------------------------------- listing */
+
+static int job_matches(const jobq_job *j, const jobq_job_filter *f)
+{
+    if (f->queue && j->q != f->queue)
+        return 0;
+    if (f->states && !(f->states & (1u << j->state)))
+        return 0;
+    if (f->group && (!j->x || !j->x->group || strcmp(j->x->group, f->group)))
+        return 0;
+    if (f->project && (!j->x || !j->x->project || strcmp(j->x->project, f->project)))
+        return 0;
+    if (f->tag_key) {
+        json_t *tags, *v;
+        int ok;
+        if (!j->x || !j->x->tags)
+            return 0;
+        tags = json_loads(j->x->tags, 0, NULL);
+        v = json_object_get(tags, f->tag_key);
+        ok = json_is_string(v) && strcmp(json_string_value(v), f->tag_value) == 0;
+        json_decref(tags);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+size_t jobq_engine_job_list(const jobq_engine *e, const jobq_job_filter *f, const char *cursor,
+                            size_t limit, jobq_job **out, char next[JOBQ_CURSOR_MAX])
+{
+    const jobq_link *l = e->all.head.prev;
+    size_t n = 0;
+    int64_t below = INT64_MAX;
+
+    next[0] = '\0';
+    if (cursor && *cursor) {
+        char *end;
+        jobq_job *c;
+        below = strtoll(cursor, &end, 10);
+        c = *end == '-' ? jobq_engine_job(e, end + 1) : NULL;
+        if (c && c->seq == below)
+            l = c->alink.prev; /* O(1) resume */
+    }
+    if (f->queue) { /* nothing of that queue in the asked states: done at once */
+        int64_t any = 0;
+        for (int s = 0; s < JOBQ_NSTATES; s++)
+            if (!f->states || (f->states & (1u << s)))
+                any += f->queue->counts[s];
+        if (!any)
+            return 0;
+    }
+    for (; l != &e->all.head; l = l->prev) {
+        jobq_job *j = JOB_OF_ALINK(l);
+        if (j->seq >= below || !job_matches(j, f))
+            continue;
+        if (n == limit) {
+            jobq_job *last = out[n - 1];
+            snprintf(next, JOBQ_CURSOR_MAX, "%" PRId64 "-%s", last->seq, last->id);
+            break;
+        }
+        out[n++] = j;
+    }
+    return n;
+}

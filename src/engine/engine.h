@@ -1,0 +1,377 @@
+/*
+ * engine.h — the queue state machine.
+ *
+ * The engine holds every live job and queue in memory and decides everything about them:
+ * what a fetch hands out, when a lease expires, how long a retry waits, what retention
+ * removes. It is pure: no sockets, files, clocks or threads. Every call takes `now` (ms since
+ * the epoch) from its caller, so tests drive it with a simulated clock.
+ *
+ * Every change it makes is also written down for the store: jobq_engine_take_changes()
+ * hands over the records of all changes since the last call as one batch (group commit),
+ * and jobq_engine_committed() is told when that batch is durable. A newly enqueued job is
+ * counted at once but handed out only after its batch is committed (a job becomes fetchable
+ * only once its enqueue is durable). One batch is in flight at a time.
+ *
+ * The caller learns about things that need it (a queue has work for parked workers, a job
+ * became final) through hooks, called synchronously from inside engine calls.
+ *
+ * What it never does: I/O, or waiting. Identity (auth) stays out of it.
+ */
+#ifndef JOBQ_ENGINE_H
+#define JOBQ_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+#include <jansson.h>
+
+#include "store/store.h"
+#include "util/err.h"
+
+typedef enum jobq_state {
+    JOBQ_WAITING = 0,
+    JOBQ_SCHEDULED,
+    JOBQ_RETRYING,
+    JOBQ_BLOCKED,   /* waiting on dependencies (orchestration) */
+    JOBQ_ACTIVE,
+    JOBQ_REVIEW,    /* waiting for approval (orchestration) */
+    JOBQ_COMPLETED,
+    JOBQ_FAILED,
+    JOBQ_CANCELLED,
+    JOBQ_NSTATES
+} jobq_state;
+
+/* "waiting", … ; NULL for an out-of-range value. */
+const char *jobq_state_name(int state);
+/* The state named `s`, or -1. */
+int jobq_state_parse(const char *s);
+/* 1 for completed, failed, cancelled. */
+int jobq_state_final(int state);
+
+typedef enum jobq_qstatus {
+    JOBQ_Q_ACTIVE = 0,
+    JOBQ_Q_PAUSED,
+    JOBQ_Q_DRAINING,
+    JOBQ_Q_ERROR
+} jobq_qstatus;
+const char *jobq_qstatus_name(int s);
+int jobq_qstatus_parse(const char *s);
+
+typedef struct jobq_engine jobq_engine;
+typedef struct jobq_queue jobq_queue;
+typedef struct jobq_job jobq_job;
+
+/* ---------------------------------------------------------------- backoff */
+
+typedef enum { JOBQ_BACKOFF_FIXED, JOBQ_BACKOFF_EXPONENTIAL, JOBQ_BACKOFF_LIST } jobq_backoff_type;
+
+/* Immutable once made, shared by reference between a queue's defaults and its jobs. */
+typedef struct jobq_backoff {
+    int refs;
+    jobq_backoff_type type;
+    int64_t delay_ms;   /* fixed / exponential: first delay */
+    double factor;      /* exponential: multiplier per attempt (default 2) */
+    int64_t max_ms;     /* exponential: cap, 0 = none */
+    double jitter;      /* 0..1: delay is drawn from [delay*(1-jitter), delay] */
+    size_t n;           /* list: number of delays */
+    int64_t delays[];   /* list: delays in ms; the last one repeats */
+} jobq_backoff;
+
+/* New reference-counted backoff with room for n list delays (zeroed), refs = 1. */
+jobq_backoff *jobq_backoff_new(jobq_backoff_type type, size_t n);
+jobq_backoff *jobq_backoff_ref(jobq_backoff *b);
+void jobq_backoff_unref(jobq_backoff *b); /* takes NULL */
+/* Delay before the retry that follows `attempt` finished attempts (attempt >= 1). `rnd` is a
+ * uniform random number in [0,1) used for jitter. */
+int64_t jobq_backoff_delay(const jobq_backoff *b, int attempt, double rnd);
+
+/* ---------------------------------------------------------------- queues */
+
+typedef struct jobq_keep {
+    int64_t count;      /* keep at most this many, -1 = no limit */
+    int64_t age_ms;     /* remove older than this, 0 = no limit */
+} jobq_keep;
+
+/* A queue's options. `set` says which fields a create/patch gives (JOBQ_QO_* bits). */
+enum {
+    JOBQ_QO_TYPE = 1 << 0,
+    JOBQ_QO_DESCRIPTION = 1 << 1,
+    JOBQ_QO_CONCURRENCY = 1 << 2,
+    JOBQ_QO_GROUP_CONCURRENCY = 1 << 3,
+    JOBQ_QO_RATE_LIMIT = 1 << 4,
+    JOBQ_QO_MAX_SIZE = 1 << 5,
+    JOBQ_QO_MAX_STALLS = 1 << 6,
+    JOBQ_QO_DEFAULTS = 1 << 7,
+    JOBQ_QO_KEEP_COMPLETED = 1 << 8,
+    JOBQ_QO_KEEP_FAILED = 1 << 9,
+    JOBQ_QO_CIRCUIT_BREAKER = 1 << 10,
+    JOBQ_QO_ALERT = 1 << 11,
+    JOBQ_QO_STATUS = 1 << 12,
+};
+
+typedef struct jobq_job_defaults {
+    int max_attempts;        /* default 3 */
+    jobq_backoff *backoff;   /* owned reference; default exponential 2000 ms */
+    int64_t timeout_ms;      /* 0 = none */
+    int64_t lease_ms;        /* default 30000 */
+    int priority;            /* default 0 */
+} jobq_job_defaults;
+
+typedef struct jobq_queue_opts {
+    unsigned set;
+    char *type;              /* owned */
+    char *description;       /* owned */
+    int64_t concurrency;     /* 0 = unlimited */
+    int64_t group_concurrency;
+    int64_t rate_max, rate_per_ms; /* 0 = none */
+    int64_t max_size;        /* 0 = unlimited */
+    int max_stalls;          /* default 1 */
+    jobq_job_defaults defaults;
+    jobq_keep keep_completed;/* default 1000 / none */
+    jobq_keep keep_failed;   /* default none / 7 days */
+    int64_t cb_failures, cb_cooldown_ms; /* 0 = no breaker */
+    int64_t alert_backlog;   /* default 100 */
+    double alert_error_rate; /* percent, default 10 */
+    int status;              /* JOBQ_QSTATUS_*, with JOBQ_QO_STATUS */
+} jobq_queue_opts;
+
+/* Fills `o` with the shipped defaults (set = 0). jobq_queue_opts_clear frees owned fields. */
+void jobq_queue_opts_default(jobq_queue_opts *o);
+void jobq_queue_opts_clear(jobq_queue_opts *o);
+
+/* Parses a queue create/patch body (or a stored config) into `o`, which must have been
+ * filled by jobq_queue_opts_default. Known keys only; on error returns JOBQ_EINVAL with
+ * *field (static or pointing into obj) naming the offending field and *why a reason. Keys in
+ * `skip` (NULL-terminated, may be NULL) are ignored. */
+int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *const *skip,
+                          const char **field, const char **why);
+
+/* Queue read-outs. */
+const char *jobq_queue_name(const jobq_queue *q);
+const char *jobq_queue_id(const jobq_queue *q);
+int jobq_queue_status(const jobq_queue *q);
+const jobq_queue_opts *jobq_queue_options(const jobq_queue *q);
+int64_t jobq_queue_count(const jobq_queue *q, int state);
+
+typedef struct jobq_queue_totals {
+    int64_t enqueued, processed, failed, retried, stalled;
+    int64_t last_processed_at, last_error_at; /* ms since epoch, 0 = never */
+    const char *last_error;                   /* borrowed, may be NULL */
+    int64_t created_at, updated_at, paused_at;
+} jobq_queue_totals;
+void jobq_queue_get_totals(const jobq_queue *q, jobq_queue_totals *t);
+
+/* JSON object of the queue as API.md shows it (new reference). */
+json_t *jobq_queue_to_json(const jobq_queue *q);
+
+/* ---------------------------------------------------------------- jobs */
+
+/* What an enqueue asks for. Pointers are borrowed for the call; the engine copies. */
+typedef struct jobq_job_spec {
+    const char *id;            /* NULL: the engine makes a UUIDv7 */
+    const char *data;          /* JSON text, NULL = null */
+    size_t data_len;
+    const char *name, *group, *tier, *project; /* NULL = none */
+    const char *tags;          /* JSON object text or NULL */
+    const char *requires;      /* JSON object text or NULL */
+    int has_priority;
+    int priority;
+    int64_t run_at;            /* ms since epoch; 0 or <= now: ready at once */
+    int max_attempts;          /* 0: queue default */
+    jobq_backoff *backoff;     /* NULL: queue default (borrowed; the engine takes a ref) */
+    int64_t timeout_ms;        /* -1: queue default; 0 = none */
+    int64_t lease_ms;          /* 0: queue default */
+    /* storage owned by the spec when filled by jobq_job_spec_parse */
+    char *own_data, *own_tags, *own_requires;
+} jobq_job_spec;
+
+/* Parses one enqueue item (a JSON object) into spec. Pointers in spec borrow from obj, which
+ * must outlive the spec; jobq_job_spec_clear frees what the spec owns. On error returns
+ * JOBQ_EINVAL with *field and *why. */
+int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *spec, const char **field,
+                        const char **why);
+void jobq_job_spec_clear(jobq_job_spec *spec);
+
+/* Priority names: low=-10 normal=0 high=10 urgent=20. 0 and *out set, or -1. */
+int jobq_priority_parse(const char *s, int *out);
+
+const char *jobq_job_id(const jobq_job *j);
+jobq_queue *jobq_job_queue(const jobq_job *j);
+int jobq_job_state(const jobq_job *j);
+int64_t jobq_job_seq(const jobq_job *j);
+int jobq_job_attempt(const jobq_job *j);
+int64_t jobq_job_lease_expires_at(const jobq_job *j);
+int jobq_job_cancel_requested(const jobq_job *j);
+/* Stored JSON texts of the job's result and error, or NULL. Borrowed. */
+const char *jobq_job_result_text(const jobq_job *j);
+const char *jobq_job_error_text(const jobq_job *j);
+/* The job's current lease token (16 hex digits) into buf[17]; "" when it has none. */
+void jobq_job_lease(const jobq_job *j, char buf[17]);
+
+/* Appends the job as a JSON object to out. with_lease adds "lease" and "lease_expires_at"
+ * (fetch answers). `now` feeds estimated_start_ms. */
+void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, int64_t now,
+                     GString *out);
+
+/* ---------------------------------------------------------------- engine */
+
+typedef struct jobq_engine_hooks {
+    /* q may now have jobs to hand out (new ready jobs, freed capacity, resumed). */
+    void (*ready)(void *ud, jobq_queue *q);
+    /* j reached a final state (completed, failed, cancelled) or was deleted (then
+     * deleted = 1 and j must not be kept). */
+    void (*final)(void *ud, jobq_job *j, int deleted);
+    void *ud;
+} jobq_engine_hooks;
+
+typedef struct jobq_engine_config {
+    int strict_queues;     /* enqueue to an unknown queue: 404 instead of creating it */
+    uint64_t seed;         /* randomness for ids, leases and jitter */
+    size_t max_log_lines;  /* per job, default 1000 */
+} jobq_engine_config;
+
+/* New empty engine (NULL on OOM). jobq_engine_free takes NULL. */
+jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_hooks *hooks);
+void jobq_engine_free(jobq_engine *e);
+
+/* Loading: the store's load callbacks. After the last job, jobq_engine_load_done(now)
+ * re-queues jobs that were active (their leases died with the old process) and builds
+ * the ready indexes. */
+jobq_load_cb jobq_engine_loader(jobq_engine *e);
+int jobq_engine_load_done(jobq_engine *e, int64_t now);
+
+/* Group commit. take_changes returns the batch of every change since the last call (new,
+ * owned by the caller), or NULL when there is none. committed() tells the engine the last
+ * taken batch is durable: its new jobs become fetchable. failed() tells it the batch failed;
+ * the caller keeps the batch and submits it again later. */
+jobq_batch *jobq_engine_take_changes(jobq_engine *e);
+void jobq_engine_committed(jobq_engine *e, int64_t now);
+int jobq_engine_has_changes(const jobq_engine *e);
+
+/* Timers: runs everything due at `now` (delayed jobs, retries, lease expiries, timeouts,
+ * retention by age). next_timer returns the next due time (ms since epoch) or INT64_MAX. */
+void jobq_engine_tick(jobq_engine *e, int64_t now);
+int64_t jobq_engine_next_timer(const jobq_engine *e);
+
+/* ---- queues */
+jobq_queue *jobq_engine_queue(const jobq_engine *e, const char *name_or_id);
+/* Creates a queue; o is copied (its owned fields are taken over and o is zeroed).
+ * JOBQ_EEXIST if the name is taken, JOBQ_EINVAL for a bad name. */
+int jobq_engine_queue_create(jobq_engine *e, const char *name, jobq_queue_opts *o, int64_t now,
+                             jobq_queue **out);
+/* Applies the fields in o->set (owned fields taken over). */
+int jobq_engine_queue_patch(jobq_engine *e, jobq_queue *q, jobq_queue_opts *o, int64_t now);
+/* JOBQ_ESTATE when it has active jobs and !force. */
+int jobq_engine_queue_delete(jobq_engine *e, jobq_queue *q, int force, int64_t now);
+int jobq_engine_queue_pause(jobq_engine *e, jobq_queue *q, int64_t now);
+int jobq_engine_queue_resume(jobq_engine *e, jobq_queue *q, int64_t now);
+int jobq_engine_queue_drain(jobq_engine *e, jobq_queue *q, int64_t now);
+/* Removes waiting, scheduled and retrying jobs; returns how many (>= 0). */
+int64_t jobq_engine_queue_clear(jobq_engine *e, jobq_queue *q, int64_t now);
+/* Removes final jobs in `state` finished before now-older_than_ms, keeping the newest
+ * `keep`; returns how many. */
+int64_t jobq_engine_queue_clean(jobq_engine *e, jobq_queue *q, int state, int64_t older_than_ms,
+                                int64_t keep, int64_t now);
+/* Re-queues active jobs whose worker is `worker` (or, when NULL, has not been seen for
+ * stale_ms); returns how many. */
+int64_t jobq_engine_queue_recover(jobq_engine *e, jobq_queue *q, const char *worker,
+                                  int64_t stale_ms, int64_t now);
+/* Calls fn for every queue in name order; stops when fn returns non-zero. */
+void jobq_engine_queue_each(const jobq_engine *e, int (*fn)(void *ud, jobq_queue *q), void *ud);
+size_t jobq_engine_queue_total(const jobq_engine *e);
+
+/* ---- jobs */
+jobq_job *jobq_engine_job(const jobq_engine *e, const char *id);
+
+/* Enqueues n jobs into the queue named `queue` (created if missing unless strict), all or
+ * nothing. out[] (n slots) gets the jobs. On failure *bad is the index of the offending
+ * item (or -1) and nothing changed. Errors: JOBQ_ENOTFOUND (strict, unknown queue),
+ * JOBQ_EEXIST (id taken), JOBQ_EDRAINING, JOBQ_EFULL, JOBQ_EINVAL (bad id or queue name). */
+int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *specs, size_t n,
+                        int64_t now, jobq_job **out, long *bad);
+
+/* Admin verbs. JOBQ_ESTATE when the state does not allow it. */
+int jobq_engine_job_delete(jobq_engine *e, jobq_job *j, int64_t now);
+int jobq_engine_job_cancel(jobq_engine *e, jobq_job *j, int64_t now);
+int jobq_engine_job_retry(jobq_engine *e, jobq_job *j, int64_t now);
+/* has_* say which to change. run_at only for scheduled/retrying jobs (else JOBQ_ESTATE). */
+int jobq_engine_job_patch(jobq_engine *e, jobq_job *j, int has_priority, int priority,
+                          int has_run_at, int64_t run_at, int64_t now);
+/* Position among the waiting jobs of its queue (0 = next), or -1 when not waiting. */
+int64_t jobq_engine_job_position(const jobq_engine *e, const jobq_job *j);
+
+/* Listing, newest first. The filter's strings are borrowed. cursor: NULL = from the newest,
+ * else a cursor an earlier page returned. Fills out[] (up to limit) and returns how many;
+ * next[] gets the cursor of the next page, or "" when there is none. A cursor whose job was
+ * deleted meanwhile still works (the walk resumes below its sequence number). */
+typedef struct jobq_job_filter {
+    jobq_queue *queue;       /* NULL = any */
+    unsigned states;         /* bit per state, 0 = any */
+    const char *group, *project;
+    const char *tag_key, *tag_value; /* one tag filter, or NULL */
+} jobq_job_filter;
+#define JOBQ_CURSOR_MAX 160
+size_t jobq_engine_job_list(const jobq_engine *e, const jobq_job_filter *f, const char *cursor,
+                            size_t limit, jobq_job **out, char next[JOBQ_CURSOR_MAX]);
+
+/* ---- worker protocol
+ * Every verb with a lease answers JOBQ_ENOTFOUND (no such job) or JOBQ_ELEASE (the job is
+ * not active under that lease) before changing anything. */
+
+/* Hands out up to `count` ready jobs from `queues` (names; unknown ones are skipped),
+ * highest priority first across them, FIFO within a priority, honouring pause and queue
+ * concurrency. Returns how many were put in out[]. */
+size_t jobq_engine_fetch(jobq_engine *e, const char *const *queues, size_t nq, size_t count,
+                         const char *worker, int64_t now, jobq_job **out);
+
+/* Extends the lease by extend_ms (0: the job's lease_ms). checkpoint (JSON text or NULL) is
+ * stored. *changed_durable is set to 1 when the call wrote something that must be durable
+ * before the answer (a checkpoint). */
+int jobq_engine_heartbeat(jobq_engine *e, jobq_job *j, const char *lease, int64_t extend_ms,
+                          const char *checkpoint, int64_t now, int *durable);
+/* progress: JSON object text {"percent",...}. Also extends the lease. */
+int jobq_engine_progress(jobq_engine *e, jobq_job *j, const char *lease, const char *progress,
+                         const char *checkpoint, int64_t now, int *durable);
+/* result: JSON text or NULL. Repeating a completion with the lease that completed the job
+ * answers 0 without a change (*repeat = 1). */
+int jobq_engine_complete(jobq_engine *e, jobq_job *j, const char *lease, const char *result,
+                         int64_t now, int *repeat);
+
+typedef struct jobq_failure {
+    const char *message;     /* may be NULL */
+    const char *type;        /* may be NULL; "rate_limit", "provider", "cancelled", ... */
+    int retryable;           /* default 1 */
+    const char *details;     /* JSON text or NULL */
+    int64_t retry_in_ms;     /* -1: backoff */
+} jobq_failure;
+int jobq_engine_fail(jobq_engine *e, jobq_job *j, const char *lease, const jobq_failure *f,
+                     int64_t now, int *repeat);
+/* Appends log lines to the running attempt (oldest dropped past max_log_lines). */
+int jobq_engine_logs(jobq_engine *e, jobq_job *j, const char *lease, const char *const *lines,
+                     size_t n, int64_t now);
+/* The store's history/log key for a job, and the attempt a log read defaults to. */
+int jobq_engine_log_attempt(const jobq_job *j);
+
+/* Notes that `worker` was seen now, working on `queues` (may be NULL). */
+void jobq_engine_worker_seen(jobq_engine *e, const char *worker, const char *const *queues,
+                             size_t nq, int64_t now);
+/* JSON array of workers seen within `within_ms` (new reference). */
+json_t *jobq_engine_workers_json(const jobq_engine *e, int64_t within_ms, int64_t now);
+
+/* ---- dead letter */
+/* {"total", "queues": {name: {"total", "types": {type: n}}}} (new reference). */
+json_t *jobq_engine_dead_stats(const jobq_engine *e);
+/* Retries failed jobs of queue q (NULL = all) or the given ids; returns how many. */
+int64_t jobq_engine_dead_retry(jobq_engine *e, jobq_queue *q, const char *const *ids, size_t n,
+                               int64_t now);
+
+/* ---- stats */
+/* Per-queue object for /v1/stats (new reference). */
+json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64_t now);
+/* {"queues": {...}, "total": {...}, "uptime_ms"} (new reference). */
+json_t *jobq_engine_stats(const jobq_engine *e, int64_t now);
+
+/* Totals over the whole engine. */
+size_t jobq_engine_job_total(const jobq_engine *e);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * jobqd.c — the server's main: flags → loop → serve → clean exit on SIGTERM/SIGINT.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues]\n"
+               "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
+               "                      port 0 picks a free one)\n"
+               "  --data DIR          data directory (default ./jobq-data)\n"
+               "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
+               "  --max-body BYTES    request body limit (default 1048576)\n");
+}
+
+/* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
+static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    long p;
+
+    if (!colon) {
+        snprintf(host, hostlen, "127.0.0.1");
+        colon = s - 1;
+    } else if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close + 1 != colon || (size_t)(close - s - 1) >= hostlen)
+            return -1;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+    } else {
+        if ((size_t)(colon - s) >= hostlen)
+            return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        if (!host[0])
+            snprintf(host, hostlen, "127.0.0.1");
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static jobq_app *app;
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    (void)sig;
+    fprintf(stderr, "jobqd: stopping\n");
+    uv_close((uv_handle_t *)h, NULL);
+    jobq_app_stop(app);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},
+        {"strict-queues", no_argument, NULL, 's'},
+        {"max-body", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    jobq_app_config cfg = {0};
+    char host[256] = "127.0.0.1";
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_t sigterm, sigint;
+    int c, code = 0;
+
+    cfg.listen_port = 7117;
+    cfg.data_dir = "./jobq-data";
+    while ((c = getopt_long(argc, argv, "l:d:sb:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            if (parse_listen(optarg, host, sizeof host, &cfg.listen_port)) {
+                fprintf(stderr, "jobqd: bad --listen %s (want HOST:PORT)\n", optarg);
+                return 1;
+            }
+            break;
+        case 'd':
+            cfg.data_dir = optarg;
+            break;
+        case 's':
+            cfg.strict_queues = 1;
+            break;
+        case 'b':
+            cfg.max_body = strtoul(optarg, NULL, 10);
+            if (cfg.max_body < 1024) {
+                fprintf(stderr, "jobqd: --max-body must be at least 1024\n");
+                return 1;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+    cfg.listen_host = host;
+    /* a write past a file-size limit must fail (and be answered 503), not kill the server */
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+
+    app = jobq_app_new(loop, &cfg, &code);
+    if (!app)
+        return code ? code : 1;
+    fprintf(stderr, "jobqd: listening on %s:%d\n", host, jobq_app_port(app));
+    uv_signal_init(loop, &sigterm);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_init(loop, &sigint);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_unref((uv_handle_t *)&sigterm);
+    uv_unref((uv_handle_t *)&sigint);
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (!uv_is_closing((uv_handle_t *)&sigterm))
+        uv_close((uv_handle_t *)&sigterm, NULL);
+    if (!uv_is_closing((uv_handle_t *)&sigint))
+        uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    jobq_app_free(app);
+    uv_loop_close(loop);
+    fprintf(stderr, "jobqd: stopped\n");
+    return 0;
+}
