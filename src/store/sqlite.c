@@ -132,8 +132,8 @@ typedef struct sq {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     int lock_fd;
-    int wal_pages; /* frames in the WAL after the last commit (writer thread) */
-    bool failing;  /* the last apply failed: log the recovery once */
+    int wal_pages;  /* frames in the WAL after the last commit (writer thread) */
+    bool failing;   /* the last apply failed: log the recovery once */
     int step_errno; /* errno right after the last failed step */
 } sq;
 
@@ -504,12 +504,13 @@ static int sq_load(void *be, const jobq_load_cb *cb)
         return code_of(rc);
     }
     if (cb->meta) {
-        ret = load_rows(q, "SELECT key, value FROM meta WHERE key <> 'schema_version'",
-                        load_meta, cb);
+        ret = load_rows(q, "SELECT key, value FROM meta WHERE key <> 'schema_version'", load_meta,
+                        cb);
     }
     if (!ret && cb->queue) {
-        ret = load_rows(q, "SELECT id, name, config, created_at FROM queues"
-                           " ORDER BY created_at, id",
+        ret = load_rows(q,
+                        "SELECT id, name, config, created_at FROM queues"
+                        " ORDER BY created_at, id",
                         load_queue, cb);
     }
     if (!ret && cb->job) {
@@ -673,9 +674,8 @@ static int open_db(sq *q, const char *dir, char *why, size_t whylen)
     char *path = g_build_filename(dir, "jobq.db", NULL);
     char mode[16] = "";
     int ret;
-    int rc = sqlite3_open_v2(path, &q->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(why, whylen, "cannot open %s: %s", path,
                  q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
@@ -691,12 +691,14 @@ static int open_db(sq *q, const char *dir, char *why, size_t whylen)
         goto out_path;
     }
     if (rc == SQLITE_OK) {
-        rc = sqlite3_exec(q->db,
-                          "PRAGMA synchronous = FULL;"
-                          "PRAGMA foreign_keys = OFF;"
-                          "PRAGMA cache_size = -" G_STRINGIFY(CACHE_KIB) ";"
-                          "PRAGMA journal_size_limit = " G_STRINGIFY(WAL_KEEP_BYTES) ";",
-                          NULL, NULL, NULL);
+        rc = sqlite3_exec(
+            q->db,
+            "PRAGMA synchronous = FULL;"
+            "PRAGMA foreign_keys = OFF;"
+            "PRAGMA cache_size = -" G_STRINGIFY(
+                CACHE_KIB) ";"
+                           "PRAGMA journal_size_limit = " G_STRINGIFY(WAL_KEEP_BYTES) ";",
+            NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
         snprintf(why, whylen, "%s: %s", path, sqlite3_errmsg(q->db));
@@ -713,8 +715,7 @@ static int open_db(sq *q, const char *dir, char *why, size_t whylen)
         goto out_path;
     }
     for (int i = 0; i < S_COUNT; i++) {
-        rc = sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],
-                                NULL);
+        rc = sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);
         if (rc != SQLITE_OK) {
             snprintf(why, whylen, "%s: %s", path, sqlite3_errmsg(q->db));
             ret = code_of(rc);

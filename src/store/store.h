@@ -113,9 +113,10 @@ void jobq_batch_free(jobq_batch *b);
 jobq_rec *jobq_batch_add(jobq_batch *b, jobq_rec_kind kind);
 void jobq_job_row_clear(jobq_job_row *r); /* frees the strings, zeroes the row */
 
-/* Callbacks the loader calls, in this order: every meta pair, every queue, then every job in
- * seq order. Rows are borrowed for the call. A non-zero return stops the load with that
- * value. */
+/* Callbacks the loader calls, in this order: every meta pair (but the store's own
+ * "schema_version", a reserved key), every queue (by created_at), then every job in seq
+ * order. A NULL callback skips its kind. Rows are borrowed for the call. A non-zero return
+ * stops the load with that value. */
 typedef struct jobq_load_cb {
     int (*meta)(void *ud, const char *key, const char *value);
     int (*queue)(void *ud, const jobq_queue_row *row);
@@ -172,13 +173,16 @@ int jobq_store_start(jobq_store *s, void (*notify)(void *ud), void *ud);
 
 /* Queues batch b (stolen) for the writer; cb runs from jobq_store_poll once it is durable
  * or has failed. Returns 0, or negative (then b was not taken).
- * Ordering after a failure: once a batch fails, every batch submitted before that failure
- * was handed to its callback fails too, unapplied (nothing is applied out of order behind a
- * hole). Batches submitted from that callback on are applied again; resubmitting the failed
- * ones in their original order restores the sequence. */
+ * Ordering after a failure: when a batch fails, every later batch that was submitted before
+ * that failure reached its callback fails too, unapplied, so nothing is applied out of order
+ * behind the hole. Batches submitted from that callback on are applied again: resubmitting
+ * the failed ones in their original order (e.g. each from its own callback) restores the
+ * sequence. */
 int jobq_store_submit(jobq_store *s, jobq_batch *b, jobq_commit_cb cb, void *ud);
 
-/* Queues a read, ordered after every batch submitted before it. 0 or negative. */
+/* Queues a read, ordered after every batch submitted before it. 0 or negative. History
+ * rows come in n order; log lines in n order, of one attempt (attempt < 0: of every one).
+ * Tasks queued before jobq_store_start wait for the writer. */
 int jobq_store_read_history(jobq_store *s, int64_t job_seq, jobq_hist_cb cb, void *ud);
 int jobq_store_read_logs(jobq_store *s, int64_t job_seq, int attempt, jobq_logs_cb cb, void *ud);
 

@@ -29,9 +29,9 @@ enum task_kind { TASK_BATCH, TASK_HIST, TASK_LOGS };
 typedef struct task {
     struct task *next;
     enum task_kind kind;
-    int status;      /* result of the backend call; 0 or negative */
-    bool failed;     /* a batch the backend tried and failed (not one failed unapplied) */
-    uint64_t epoch;  /* s->epoch at submission */
+    int status;     /* result of the backend call; 0 or negative */
+    bool failed;    /* a batch the backend tried and failed (not one failed unapplied) */
+    uint64_t epoch; /* s->epoch at submission */
     void *ud;
     int64_t job_seq; /* reads */
     int attempt;     /* read_logs */
@@ -40,10 +40,10 @@ typedef struct task {
         jobq_hist_cb hist;
         jobq_logs_cb logs;
     } cb;
-    jobq_batch *batch;       /* TASK_BATCH, owned by the task until its callback */
-    jobq_hist_row *rows;     /* TASK_HIST result, new */
-    char **lines;            /* TASK_LOGS result, new */
-    size_t n;                /* rows / lines */
+    jobq_batch *batch;   /* TASK_BATCH, owned by the task until its callback */
+    jobq_hist_row *rows; /* TASK_HIST result, new */
+    char **lines;        /* TASK_LOGS result, new */
+    size_t n;            /* rows / lines */
 } task;
 
 typedef struct task_list {

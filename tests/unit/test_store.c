@@ -832,6 +832,20 @@ Test(store, batches_behind_a_failure_fail_until_it_is_delivered)
     loaded_free(&l);
 }
 
+static void assert_integrity(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/jobq.db", dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 /* The file-size limit stands in for a full disk: writes past it fail with EFBIG. */
 Test(store, disk_full_fails_cleanly_and_recovers)
 {
@@ -893,17 +907,56 @@ Test(store, disk_full_fails_cleanly_and_recovers)
     }
     cr_assert_str_eq(l.jobs[499].result, big);
     loaded_free(&l);
+    assert_integrity();
+}
 
-    char path[128];
-    snprintf(path, sizeof(path), "%s/jobq.db", dir);
-    sqlite3 *db;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+/* A batch bigger than the page cache: SQLite spills pages to the WAL in the middle of the
+ * transaction, so the write fails inside a statement rather than at COMMIT. */
+Test(store, disk_full_in_the_middle_of_a_batch)
+{
+    enum { ROWS = 1100, SIZE = 64 * 1024 }; /* ~70 MiB, past the 64 MiB cache */
+    signal(SIGXFSZ, SIG_IGN);
+    jobq_store *s = open_started();
+    jobq_batch *b = jobq_batch_new();
+    add_insert(b, 1);
+    cr_assert_eq(commit(s, b), 0);
+
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    low = old;
+    low.rlim_cur = 1024 * 1024;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &low), 0);
+    b = jobq_batch_new();
+    for (int64_t seq = 2; seq <= ROWS; seq++) {
+        jobq_rec *r = jobq_batch_add(b, JOBQ_REC_JOB_INSERT);
+        fill_job(&r->u.job, seq);
+        r->u.job.result = malloc(SIZE);
+        memset(r->u.job.result, 'a' + (int)(seq % 26), SIZE - 1);
+        r->u.job.result[SIZE - 1] = '\0';
+    }
+    commit_result c = {0};
+    cr_assert_eq(jobq_store_submit(s, b, on_commit, &c), 0);
+    wait_for(s, &c.done, 1);
+    cr_assert_eq(c.status, JOBQ_ESTORE);
+
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    jobq_batch *small = jobq_batch_new();
+    add_hist(small, 1, 0);
+    cr_assert_eq(commit(s, small), 0, "the connection is usable after the failure");
+    c.done = 0;
+    cr_assert_eq(jobq_store_submit(s, c.batch, on_commit, &c), 0);
+    wait_for(s, &c.done, 1);
+    cr_assert_eq(c.status, 0);
+    jobq_batch_free(c.batch);
+    jobq_store_free(s);
+
+    loaded l = {0};
+    reload(&l);
+    cr_assert_eq(l.n_jobs, ROWS);
+    cr_assert_eq(strlen(l.jobs[ROWS - 1].result), SIZE - 1);
+    cr_assert_eq(l.jobs[ROWS - 1].result[0], 'a' + ROWS % 26);
+    loaded_free(&l);
+    assert_integrity();
 }
 
 Test(store, big_batch_loads_back_exactly)
@@ -977,8 +1030,8 @@ Test(store, refuses_other_schema_version)
     snprintf(path, sizeof(path), "%s/jobq.db", dir);
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-                              NULL, NULL, NULL),
+    cr_assert_eq(sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'", NULL,
+                              NULL, NULL),
                  SQLITE_OK);
     sqlite3_close(db);
 
