@@ -54,7 +54,7 @@ $(BUILD)/jobqd: $(call obj,$(SERVER_SRC))
 	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(SERVER_PKGS)) -lpthread -lm
 
 $(BUILD)/jobq: $(call obj,$(CLI_SRC))
-	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(CLIENT_PKGS)) -lm
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(CLIENT_PKGS)) -lpthread -lm
 
 $(BUILD)/jobq-bench: $(call obj,$(BENCH_SRC))
 	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(BENCH_PKGS)) -lpthread -lm

@@ -5,13 +5,13 @@
  * keep-alive) plus the last error it saw. Every call is synchronous and returns when the
  * server has answered, the transfer failed, or jobq_client_abort() stopped it.
  *
- * Bodies and answers are jansson values. Ownership is stated per function: "borrowed" means
+ * Bodies and answers are jansson values; strings are UTF-8 (a helper given other text fails
+ * with JOBQ_CLIENT_EINVAL). Ownership is stated per function: "borrowed" means
  * the caller keeps its reference, "new" means the caller receives a reference it must
  * json_decref().
  *
  * Threads: one client must not be used by two threads at once; separate clients may run in
- * separate threads. jobq_client_abort() is the one call that may come from any thread (or a
- * signal handler).
+ * separate threads. jobq_client_abort() is the one call that may come from another thread.
  *
  * What it never does: retry, sleep, or interpret a job. Retrying and backoff are the
  * caller's policy; the library only speaks the protocol.
@@ -62,8 +62,9 @@ void jobq_client_set_timeout(jobq_client *c, long timeout_ms);
 
 /*
  * Makes the request in flight on `c` (if any) and every later one fail with
- * JOBQ_CLIENT_EABORTED. Async-signal-safe and callable from any thread; an idle transfer
- * notices within about a second. There is no undo: make a new client.
+ * JOBQ_CLIENT_EABORTED. Callable from any thread (not from a signal handler): it shuts the
+ * connection down, so even a request parked in a long-poll returns at once. There is no
+ * undo: make a new client.
  */
 void jobq_client_abort(jobq_client *c);
 

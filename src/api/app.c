@@ -59,6 +59,7 @@ struct jobq_app {
     jobq_http *http;
     int port;
     uv_check_t check;
+    uv_prepare_t prepare;
     uv_timer_t engine_timer;
     uv_timer_t park_timer;
     uv_timer_t retry_timer;
@@ -456,11 +457,16 @@ static void on_engine_timer(uv_timer_t *t)
 
 static void close_all(jobq_app *a);
 
-static void on_check(uv_check_t *c)
+/* The end of a loop turn: hand ready jobs to parked fetches, send the turn's changes to the
+ * store, re-arm the engine's timer. Runs both before the loop polls (uv_prepare: requests
+ * handled in the timers phase must not wait for the next wake-up) and after it (uv_check:
+ * requests handled during the poll). */
+static void turn_end(jobq_app *a)
 {
-    jobq_app *a = c->data;
     int64_t due;
 
+    if (a->closed)
+        return;
     serve_fetchers(a);
     flush(a);
     due = jobq_engine_next_timer(a->e);
@@ -472,9 +478,19 @@ static void on_check(uv_check_t *c)
             uv_timer_start(&a->engine_timer, on_engine_timer,
                            (uint64_t)MAX(0, due - jobq_app_now()), 0);
     }
-    if (a->stopping && !a->closed && !a->inflight && !jobq_engine_has_changes(a->e) &&
-        !a->fetchers.length && !a->results.length && jobq_http_pending(a->http) == 0)
+    if (a->stopping && !a->inflight && !jobq_engine_has_changes(a->e) && !a->fetchers.length &&
+        !a->results.length && jobq_http_pending(a->http) == 0)
         close_all(a);
+}
+
+static void on_check(uv_check_t *c)
+{
+    turn_end(c->data);
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+    turn_end(p->data);
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -543,6 +559,11 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     uv_check_init(loop, &a->check);
     a->check.data = a;
     uv_check_start(&a->check, on_check);
+    /* started before the HTTP server's own prepare handle, so it runs after it (libuv runs
+     * the most recently started first): the last thing before the loop blocks */
+    uv_prepare_init(loop, &a->prepare);
+    a->prepare.data = a;
+    uv_prepare_start(&a->prepare, on_prepare);
     uv_timer_init(loop, &a->engine_timer);
     a->engine_timer.data = a;
     uv_timer_init(loop, &a->park_timer);
@@ -594,6 +615,7 @@ static void close_all(jobq_app *a)
     jobq_http_free(a->http);
     a->http = NULL;
     uv_close((uv_handle_t *)&a->check, NULL);
+    uv_close((uv_handle_t *)&a->prepare, NULL);
     uv_close((uv_handle_t *)&a->engine_timer, NULL);
     uv_close((uv_handle_t *)&a->park_timer, NULL);
     uv_close((uv_handle_t *)&a->retry_timer, NULL);

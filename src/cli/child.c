@@ -38,8 +38,7 @@ static int set_nonblock(int fd)
     return 0;
 }
 
-int jobq_child_spawn(const char *command, char *const envp[], pid_t *pid,
-                     struct jobq_child_io *io)
+int jobq_child_spawn(const char *command, char *const envp[], pid_t *pid, struct jobq_child_io *io)
 {
     int inp[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1};
     char *argv[] = {"sh", "-c", (char *)command, NULL};
@@ -174,6 +173,55 @@ void jobq_lines_fini(struct jobq_lines *l)
     memset(l, 0, sizeof(*l));
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (s[0] >= 0x01 && s[0] <= 0x7F)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        len = 3;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4;
+    else
+        return 0;
+    if (s[0] == 0xE0)
+        lo = 0xA0; /* overlong */
+    else if (s[0] == 0xED)
+        hi = 0x9F; /* surrogates */
+    else if (s[0] == 0xF0)
+        lo = 0x90; /* overlong */
+    else if (s[0] == 0xF4)
+        hi = 0x8F; /* past U+10FFFF */
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* Makes `s` valid UTF-8 without NUL bytes in place: every byte that starts no valid
+ * sequence becomes '?'. JSON strings must be UTF-8, and a command may write anything. */
+static void utf8_fix(char *s, size_t n)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t i = 0, k;
+
+    while (i < n) {
+        k = utf8_seq(p + i, n - i);
+        if (k == 0) {
+            p[i] = '?';
+            k = 1;
+        }
+        i += k;
+    }
+}
+
 static void emit(struct jobq_lines *l, jobq_lines_fn *fn, void *arg)
 {
     static char empty[] = "";
@@ -182,13 +230,13 @@ static void emit(struct jobq_lines *l, jobq_lines_fn *fn, void *arg)
     if (l->len > 0 && line[l->len - 1] == '\r')
         l->len--;
     line[l->len] = '\0';
+    utf8_fix(line, l->len);
     fn(arg, line, l->len, l->cut);
     l->len = 0;
     l->cut = false;
 }
 
-int jobq_lines_feed(struct jobq_lines *l, const char *data, size_t n, jobq_lines_fn *fn,
-                    void *arg)
+int jobq_lines_feed(struct jobq_lines *l, const char *data, size_t n, jobq_lines_fn *fn, void *arg)
 {
     while (n > 0) {
         const char *nl = memchr(data, '\n', n);

@@ -25,8 +25,7 @@ struct jobq_child_io {
  * signal mask, and no file descriptor but 0, 1, 2 inherited. Fills *pid and *io.
  * Returns 0, or a negative errno value when it could not (nothing is left open then).
  */
-int jobq_child_spawn(const char *command, char *const envp[], pid_t *pid,
-                     struct jobq_child_io *io);
+int jobq_child_spawn(const char *command, char *const envp[], pid_t *pid, struct jobq_child_io *io);
 
 /*
  * Returns a new NULL-terminated environment: this process's environment without any
@@ -40,15 +39,16 @@ void jobq_child_env_free(char **env);
 
 /* Splits a byte stream into lines. */
 struct jobq_lines {
-    char *buf;    /* the line being read */
-    size_t len;   /* bytes in buf */
-    size_t cap;   /* bytes allocated */
-    size_t max;   /* longest line kept, bytes; the rest of a longer line is dropped */
-    bool cut;     /* the line being read went past max */
+    char *buf;  /* the line being read */
+    size_t len; /* bytes in buf */
+    size_t cap; /* bytes allocated */
+    size_t max; /* longest line kept, bytes; the rest of a longer line is dropped */
+    bool cut;   /* the line being read went past max */
 };
 
 /* Called per line: `line` (borrowed, NUL-terminated, without "\n" or a trailing "\r") of
- * `len` bytes; `cut` when the line was longer than max and lost its tail. */
+ * `len` bytes, made valid UTF-8 (each stray byte and NUL becomes '?'); `cut` when the line
+ * was longer than max and lost its tail. */
 typedef void jobq_lines_fn(void *arg, const char *line, size_t len, bool cut);
 
 /* Starts an empty splitter that keeps lines up to `max` bytes. */
@@ -59,8 +59,7 @@ void jobq_lines_fini(struct jobq_lines *l);
 
 /* Feeds `n` bytes of `data` (borrowed), calling `fn` for each line they complete.
  * Returns 0, or -1 when out of memory (the partial line is then dropped). */
-int jobq_lines_feed(struct jobq_lines *l, const char *data, size_t n, jobq_lines_fn *fn,
-                    void *arg);
+int jobq_lines_feed(struct jobq_lines *l, const char *data, size_t n, jobq_lines_fn *fn, void *arg);
 
 /* At end of stream: calls `fn` for a last line that had no newline, if any. */
 void jobq_lines_end(struct jobq_lines *l, jobq_lines_fn *fn, void *arg);

@@ -1,7 +1,8 @@
 /*
  * cli.h — what the files of the `jobq` command-line tool share: exit statuses, output and
- * error printing, option-value parsing, and the entry points of the commands that live in
- * their own files (worker.c) or helpers (child.c).
+ * error printing, request and option-value helpers (main.c), and the entry point of every
+ * command (queues.c, jobs.c, worker.c). Each command takes argv[0] = its own name and
+ * returns the process exit status.
  *
  * What it never does: speak HTTP itself; that is libjobq's (include/jobq/jobq.h).
  */
@@ -49,11 +50,66 @@ int jobq_cli_help(const char *name);
  * -1 when `s` is not one. */
 int jobq_cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 
-/* `jobq worker …`: runs jobs with a shell command until SIGTERM/SIGINT. argv[0] is
- * "worker". Returns the process exit status. */
-int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv);
+/* Prints "jobq: out_of_memory: …" to stderr. Returns JOBQ_CLI_EXIT_ERROR. */
+int jobq_cli_out_of_memory(void);
 
 /* Monotonic clock, ms. */
 int64_t jobq_cli_now_ms(void);
+
+/* Sends one request (`path` borrowed, already escaped; `body` stolen, may be NULL) and
+ * prints the answer, or the error. Returns the exit status. */
+int jobq_cli_request(const struct jobq_cli *cli, const char *method, const char *path,
+                     json_t *body);
+
+/* As jobq_cli_request() on the path prefix + escaped `arg` + suffix (all borrowed). */
+int jobq_cli_call(const struct jobq_cli *cli, const char *method, const char *prefix,
+                  const char *arg, const char *suffix, json_t *body);
+
+/* A request path with a query string under construction. */
+struct jobq_cli_path {
+    char *s;        /* new string (free() it); NULL after running out of memory */
+    bool has_query; /* a '?' is in s */
+};
+
+/* Starts `p` as prefix + escaped `arg` (NULL = none) + suffix (all borrowed). */
+void jobq_cli_path_init(struct jobq_cli_path *p, const char *prefix, const char *arg,
+                        const char *suffix);
+
+/* Appends key=value to `p`, value escaped; a NULL value appends nothing. */
+void jobq_cli_path_query(struct jobq_cli_path *p, const char *key, const char *value);
+
+/* For commands whose only option is --help: parses argv. Returns -1 to go on (optind at the
+ * first positional argument), or an exit status. */
+int jobq_cli_only_help(const char *cmd, int argc, char **argv);
+
+/* Sets o[key] from option text: an integer if it is one, else a string. Returns 0 or -1
+ * when out of memory. */
+int jobq_cli_set_int_or_string(json_t *o, const char *key, const char *text);
+
+/* Sets o[key] to the integer `text` >= min. Returns 0, or the exit status after reporting a
+ * usage error for option `opt` of command `cmd`. */
+int jobq_cli_set_int(const char *cmd, json_t *o, const char *key, const char *opt, const char *text,
+                     int64_t min);
+
+/* Merges the JSON object `text` into `o` (--options). Returns 0 or an exit status. */
+int jobq_cli_merge_json(const char *cmd, json_t *o, const char *opt, const char *text);
+
+/* The commands. */
+int jobq_cli_queues(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_queue(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_add(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_get(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_list(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_cancel(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_retry(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_delete(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_history(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_logs(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_dead(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_stats(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_workers(const struct jobq_cli *cli, int argc, char **argv);
+
+/* `jobq worker …`: runs jobs with a shell command until SIGTERM/SIGINT (worker.c). */
+int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv);
 
 #endif

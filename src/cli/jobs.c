@@ -54,22 +54,42 @@ static int add_tag(const char *cmd, json_t *obj, char *kv)
 
 int jobq_cli_add(const struct jobq_cli *cli, int argc, char **argv)
 {
-    enum { O_PRIO = 256, O_DELAY, O_ATTEMPTS, O_TIMEOUT, O_LEASE, O_GROUP, O_PROJECT, O_NAME,
-           O_ID, O_TIER, O_TAG, O_OPTIONS };
-    static const struct option opts[] = {
-        {"priority", required_argument, NULL, O_PRIO}, {"delay", required_argument, NULL, O_DELAY},
-        {"attempts", required_argument, NULL, O_ATTEMPTS},
-        {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"lease-ms", required_argument, NULL, O_LEASE}, {"group", required_argument, NULL, O_GROUP},
-        {"project", required_argument, NULL, O_PROJECT}, {"name", required_argument, NULL, O_NAME},
-        {"id", required_argument, NULL, O_ID},          {"tier", required_argument, NULL, O_TIER},
-        {"tag", required_argument, NULL, O_TAG},     {"options", required_argument, NULL, O_OPTIONS},
-        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
+    enum {
+        O_PRIO = 256,
+        O_DELAY,
+        O_ATTEMPTS,
+        O_TIMEOUT,
+        O_LEASE,
+        O_GROUP,
+        O_PROJECT,
+        O_NAME,
+        O_ID,
+        O_TIER,
+        O_TAG,
+        O_OPTIONS
+    };
+    static const struct option opts[] = {{"priority", required_argument, NULL, O_PRIO},
+                                         {"delay", required_argument, NULL, O_DELAY},
+                                         {"attempts", required_argument, NULL, O_ATTEMPTS},
+                                         {"timeout", required_argument, NULL, O_TIMEOUT},
+                                         {"lease-ms", required_argument, NULL, O_LEASE},
+                                         {"group", required_argument, NULL, O_GROUP},
+                                         {"project", required_argument, NULL, O_PROJECT},
+                                         {"name", required_argument, NULL, O_NAME},
+                                         {"id", required_argument, NULL, O_ID},
+                                         {"tier", required_argument, NULL, O_TIER},
+                                         {"tag", required_argument, NULL, O_TAG},
+                                         {"options", required_argument, NULL, O_OPTIONS},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     static const struct {
         int opt;
         const char *key;
-    } strings[] = {{O_GROUP, "group"}, {O_PROJECT, "project"}, {O_NAME, "name"},
-                   {O_ID, "id"},       {O_TIER, "tier"}};
+    } strings[] = {{O_GROUP, "group"},
+                   {O_PROJECT, "project"},
+                   {O_NAME, "name"},
+                   {O_ID, "id"},
+                   {O_TIER, "tier"}};
     const char *cmd = "add";
     json_t *body = json_object(), *tags = NULL, *data;
     json_error_t jerr;
@@ -205,12 +225,15 @@ int jobq_cli_history(const struct jobq_cli *cli, int argc, char **argv)
 static int list_like(const struct jobq_cli *cli, int argc, char **argv, const char *base)
 {
     enum { O_QUEUE = 256, O_STATE, O_LIMIT, O_GROUP, O_PROJECT, O_TAG, O_CURSOR };
-    static const struct option opts[] = {
-        {"queue", required_argument, NULL, O_QUEUE},     {"state", required_argument, NULL, O_STATE},
-        {"limit", required_argument, NULL, O_LIMIT},     {"group", required_argument, NULL, O_GROUP},
-        {"project", required_argument, NULL, O_PROJECT}, {"tag", required_argument, NULL, O_TAG},
-        {"cursor", required_argument, NULL, O_CURSOR},   {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"queue", required_argument, NULL, O_QUEUE},
+                                         {"state", required_argument, NULL, O_STATE},
+                                         {"limit", required_argument, NULL, O_LIMIT},
+                                         {"group", required_argument, NULL, O_GROUP},
+                                         {"project", required_argument, NULL, O_PROJECT},
+                                         {"tag", required_argument, NULL, O_TAG},
+                                         {"cursor", required_argument, NULL, O_CURSOR},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     char cmd[32], *eq, *key;
     struct jobq_cli_path p;
     int64_t n;

@@ -40,13 +40,48 @@ int64_t jobq_cli_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Whether every real number in `v` survives printing with `digits` significant digits. */
+static bool reals_fit(json_t *v, int digits)
+{
+    char buf[64];
+    const char *key;
+    json_t *item;
+    size_t i;
+
+    switch (json_typeof(v)) {
+    case JSON_REAL:
+        snprintf(buf, sizeof(buf), "%.*g", digits, json_real_value(v));
+        return strtod(buf, NULL) == json_real_value(v);
+    case JSON_ARRAY:
+        json_array_foreach(v, i, item)
+        {
+            if (!reals_fit(item, digits))
+                return false;
+        }
+        return true;
+    case JSON_OBJECT:
+        json_object_foreach(v, key, item)
+        {
+            if (!reals_fit(item, digits))
+                return false;
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
 void jobq_cli_print(json_t *value)
 {
     char *text;
+    int digits = 15;
 
     if (!value)
         return;
-    text = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    /* As few digits as keep every number exact: 0.1 rather than 0.10000000000000001. */
+    while (digits < 17 && !reals_fit(value, digits))
+        digits++;
+    text = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(digits));
     if (!text) {
         fprintf(stderr, "jobq: out_of_memory: could not print the answer\n");
         return;
@@ -109,8 +144,7 @@ int jobq_cli_help(const char *name)
 }
 
 /* Sends one request and prints its answer. Steals `body` (may be NULL). */
-int jobq_cli_request(const struct jobq_cli *cli, const char *method, const char *path,
-                       json_t *body)
+int jobq_cli_request(const struct jobq_cli *cli, const char *method, const char *path, json_t *body)
 {
     json_t *answer = NULL;
     int rc;
@@ -127,7 +161,8 @@ int jobq_cli_request(const struct jobq_cli *cli, const char *method, const char 
 }
 
 /* Starts `p` as prefix + escaped `arg` (NULL = none) + suffix. */
-void jobq_cli_path_init(struct jobq_cli_path *p, const char *prefix, const char *arg, const char *suffix)
+void jobq_cli_path_init(struct jobq_cli_path *p, const char *prefix, const char *arg,
+                        const char *suffix)
 {
     char *esc = arg ? jobq_client_escape(arg) : NULL;
 
@@ -206,7 +241,7 @@ int jobq_cli_set_int_or_string(json_t *o, const char *key, const char *text)
 
 /* Sets `key` in `o` to the integer `text`, or reports a usage error for `opt`. */
 int jobq_cli_set_int(const char *cmd, json_t *o, const char *key, const char *opt, const char *text,
-                   int64_t min)
+                     int64_t min)
 {
     int64_t v;
 
@@ -320,7 +355,8 @@ static const struct command commands[] = {
      "Lists jobs, newest first; next_cursor in the answer pages on with --cursor.\n"},
     {"cancel", jobq_cli_cancel,
      "Usage: jobq cancel ID\n\nCancels a job; an active one is asked to stop by its worker.\n"},
-    {"retry", jobq_cli_retry, "Usage: jobq retry ID\n\nPuts a failed or cancelled job back to waiting.\n"},
+    {"retry", jobq_cli_retry,
+     "Usage: jobq retry ID\n\nPuts a failed or cancelled job back to waiting.\n"},
     {"delete", jobq_cli_delete, "Usage: jobq delete ID\n\nRemoves a job that is not active.\n"},
     {"history", jobq_cli_history, "Usage: jobq history ID\n\nShows every state change of a job.\n"},
     {"logs", jobq_cli_logs,
@@ -329,7 +365,8 @@ static const struct command commands[] = {
      "Usage: jobq dead [--queue Q] [--limit N] [--cursor C]\n\nLists failed jobs.\n"},
     {"stats", jobq_cli_stats,
      "Usage: jobq stats [--queue Q]\n\nShows counters and timings, overall or of one queue.\n"},
-    {"workers", jobq_cli_workers, "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
+    {"workers", jobq_cli_workers,
+     "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
     {"worker", jobq_cli_worker,
      "Usage: jobq worker --queue Q [--queue Q2 …] [--concurrency N] [--lease-ms MS]\n"
      "                   --exec CMD\n"
@@ -425,4 +462,3 @@ int main(int argc, char **argv)
     jobq_client_free(cli.client);
     return rc;
 }
-

@@ -16,7 +16,7 @@
 int jobq_cli_queues(const struct jobq_cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"type", required_argument, NULL, 't'}, {"status", required_argument, NULL, 's'},
+        {"type", required_argument, NULL, 't'},  {"status", required_argument, NULL, 's'},
         {"limit", required_argument, NULL, 'l'}, {"offset", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     const char *type = NULL, *status = NULL, *limit = NULL, *offset = NULL;
@@ -62,8 +62,21 @@ int jobq_cli_queues(const struct jobq_cli *cli, int argc, char **argv)
 /* Options of `queue create` and `queue update`, into `body`. Returns 0 or an exit status. */
 static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
 {
-    enum { O_TYPE = 256, O_DESC, O_CONC, O_GCONC, O_MAXSIZE, O_STALLS, O_RATE, O_ATTEMPTS,
-           O_TIMEOUT, O_LEASE, O_PRIO, O_STATUS, O_OPTIONS };
+    enum {
+        O_TYPE = 256,
+        O_DESC,
+        O_CONC,
+        O_GCONC,
+        O_MAXSIZE,
+        O_STALLS,
+        O_RATE,
+        O_ATTEMPTS,
+        O_TIMEOUT,
+        O_LEASE,
+        O_PRIO,
+        O_STATUS,
+        O_OPTIONS
+    };
     static const struct option opts[] = {{"type", required_argument, NULL, O_TYPE},
                                          {"description", required_argument, NULL, O_DESC},
                                          {"concurrency", required_argument, NULL, O_CONC},
@@ -92,9 +105,10 @@ static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
         case O_TYPE:
         case O_DESC:
         case O_STATUS:
-            if (json_object_set_new(body, ch == O_TYPE ? "type"
-                                          : ch == O_DESC ? "description"
-                                                         : "status",
+            if (json_object_set_new(body,
+                                    ch == O_TYPE   ? "type"
+                                    : ch == O_DESC ? "description"
+                                                   : "status",
                                     json_string(optarg)) < 0)
                 rc = jobq_cli_out_of_memory();
             break;
@@ -118,9 +132,9 @@ static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
             if (jobq_cli_parse_int(optarg, 1, INT32_MAX, &max) < 0 ||
                 jobq_cli_parse_int(slash + 1, 1, INT64_MAX, &per) < 0)
                 return jobq_cli_usage(cmd, "--rate-limit needs MAX/PER_MS, e.g. 100/60000");
-            if (json_object_set_new(body, "rate_limit",
-                                    json_pack("{sIsI}", "max", (json_int_t)max, "per_ms",
-                                              (json_int_t)per)) < 0)
+            if (json_object_set_new(
+                    body, "rate_limit",
+                    json_pack("{sIsI}", "max", (json_int_t)max, "per_ms", (json_int_t)per)) < 0)
                 rc = jobq_cli_out_of_memory();
             break;
         case O_ATTEMPTS:
@@ -212,7 +226,7 @@ int jobq_cli_queue(const struct jobq_cli *cli, int argc, char **argv)
         if (argc - optind != 1)
             return jobq_cli_usage("queue", "queue delete needs exactly one queue name");
         return jobq_cli_call(cli, "DELETE", "/v1/queues/", argv[optind], force ? "?force=true" : "",
-                      NULL);
+                             NULL);
     }
 
     rc = jobq_cli_only_help("queue", argc, argv);

@@ -2,11 +2,10 @@
  * worker.c — `jobq worker`: fetch jobs, run a shell command per job, report back.
  *
  * Shape: two threads.
- *  - The fetch thread only long-polls POST /v1/fetch (wait_ms 30000, count = free slots) on
- *    its own client and hands the leased jobs to the main thread through a mutex-guarded
- *    array plus a wake pipe. It sleeps on a condition variable while every slot is taken.
- *    Parking the long-poll there keeps the main loop responsive without polling the server
- *    in short intervals.
+ *  - The fetch thread (fetch.c) only long-polls POST /v1/fetch (wait_ms 30000, count = free
+ *    slots, worker = "hostname:pid") on its own client and hands the leased jobs over
+ *    through a wake pipe. It sleeps while every slot is taken. Parking the long-poll there
+ *    keeps the main loop responsive without polling the server at short intervals.
  *  - The main thread runs one poll() loop over a self-pipe (SIGCHLD, SIGTERM, SIGINT), the
  *    wake pipe, and each child's stdin/stdout/stderr pipes, with timers for heartbeats
  *    (every third of the lease), the job's timeout, the SIGTERM→SIGKILL grace and log
@@ -32,7 +31,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,9 +43,8 @@
 
 #include "cli/child.h"
 #include "cli/cli.h"
+#include "cli/fetch.h"
 
-#define FETCH_WAIT_MS 30000L
-#define FETCH_BACKOFF_MAX_MS 30000L
 #define KILL_GRACE_MS 5000
 #define DEFAULT_LEASE_MS 30000
 #define MIN_HEARTBEAT_MS 100
@@ -69,60 +66,44 @@ enum stop_reason {
 /* One job and the command running it. */
 struct child {
     struct child *next;
-    json_t *job;            /* owned: the job as fetched, lease included */
-    const char *id;         /* borrowed from job */
-    const char *lease;      /* borrowed from job */
-    const char *queue;      /* borrowed from job */
-    long attempt;           /* the running attempt: job.attempt + 1 */
-    pid_t pid;              /* also its process group id; 0 once reaped */
-    int wstatus;            /* wait status once reaped */
+    json_t *job;             /* owned: the job as fetched, lease included */
+    const char *id;          /* borrowed from job */
+    const char *lease;       /* borrowed from job */
+    const char *queue;       /* borrowed from job */
+    long attempt;            /* the running attempt: job.attempt + 1 */
+    pid_t pid;               /* also its process group id; 0 once reaped */
+    int wstatus;             /* wait status once reaped */
     struct jobq_child_io io; /* -1 for each closed end */
-    char *input;            /* job JSON for stdin */
+    char *input;             /* job JSON for stdin */
     size_t input_len, input_off;
     struct jobq_lines out, err;
-    char *last_line;        /* last non-blank stdout line, or NULL */
-    bool last_cut;          /* last_line lost its tail */
-    char *last_err;         /* last non-blank stderr line, or NULL */
-    json_t *logs;           /* stderr lines not sent yet (array) */
+    char *last_line; /* last non-blank stdout line, or NULL */
+    bool last_cut;   /* last_line lost its tail */
+    char *last_err;  /* last non-blank stderr line, or NULL */
+    json_t *logs;    /* stderr lines not sent yet (array) */
     enum stop_reason stop;
-    int64_t started;        /* monotonic ms */
-    int64_t hb_every;       /* ms between heartbeats */
-    int64_t next_hb;        /* monotonic ms */
-    int64_t deadline;       /* monotonic ms when timeout_ms passes; 0 = none */
-    int64_t timeout_ms;     /* the job's, 0 = none */
-    int64_t logs_due;       /* monotonic ms to send pending logs; 0 = none pending */
-    int64_t kill_at;        /* monotonic ms to SIGKILL; 0 = no SIGTERM sent yet */
-    bool killed;            /* SIGKILL sent */
-};
-
-struct fetcher {
-    pthread_t thread;
-    jobq_client *client;       /* owned; only the fetch thread uses it (and abort) */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;         /* on CLOCK_MONOTONIC */
-    int free_slots;            /* guarded: slots no job holds or is being fetched for */
-    bool stop;                 /* guarded: stop fetching */
-    bool done;                 /* guarded: the thread has ended */
-    bool fatal;                /* guarded: the server refused the fetch for good */
-    json_t *jobs;              /* guarded: fetched, not yet taken (array) */
-    int wake_r, wake_w;        /* the thread writes a byte after each change */
-    const char *const *queues; /* borrowed */
-    size_t nqueues;
-    const char *worker_id;     /* borrowed */
+    int64_t started;    /* monotonic ms */
+    int64_t hb_every;   /* ms between heartbeats */
+    int64_t next_hb;    /* monotonic ms */
+    int64_t deadline;   /* monotonic ms when timeout_ms passes; 0 = none */
+    int64_t timeout_ms; /* the job's, 0 = none */
+    int64_t logs_due;   /* monotonic ms to send pending logs; 0 = none pending */
+    int64_t kill_at;    /* monotonic ms to SIGKILL; 0 = no SIGTERM sent yet */
+    bool killed;        /* SIGKILL sent */
 };
 
 struct worker {
-    jobq_client *client;       /* borrowed: the main thread's */
-    const char *url;           /* borrowed */
-    const char *command;       /* borrowed */
-    char worker_id[300];       /* "hostname:pid" */
-    long lease_ms;             /* --lease-ms, 0 = the job's own */
+    jobq_client *client; /* borrowed: the main thread's */
+    const char *url;     /* borrowed */
+    const char *command; /* borrowed */
+    char worker_id[300]; /* "hostname:pid" */
+    long lease_ms;       /* --lease-ms, 0 = the job's own */
     struct child *children;
     int running;
-    int sig_r;                 /* self-pipe read end */
-    int signals_seen;          /* SIGTERM/SIGINT handled so far */
+    int sig_r;        /* self-pipe read end */
+    int signals_seen; /* SIGTERM/SIGINT handled so far */
     bool stopping;
-    struct fetcher f;
+    jobq_fetch *fetch; /* owned */
 };
 
 /* The self-pipe: the handler notes what arrived and writes a byte to wake poll(). */
@@ -153,8 +134,7 @@ static void drain_fd(int fd)
         ;
 }
 
-__attribute__((format(printf, 2, 3))) static void say(const struct child *c, const char *fmt,
-                                                       ...)
+__attribute__((format(printf, 2, 3))) static void say(const struct child *c, const char *fmt, ...)
 {
     va_list ap;
 
@@ -166,165 +146,6 @@ __attribute__((format(printf, 2, 3))) static void say(const struct child *c, con
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-}
-
-/* ---- the fetch thread -------------------------------------------------------------------- */
-
-static void wake(struct fetcher *f)
-{
-    char b = 'w';
-
-    if (write(f->wake_w, &b, 1) < 0) {
-        /* A full pipe already holds a wake-up. */
-    }
-}
-
-/* Permanent refusals: asking again will not help. */
-static bool fatal_refusal(int rc, long status)
-{
-    return rc == JOBQ_CLIENT_ESERVER && status >= 400 && status < 500 && status != 408 &&
-           status != 429;
-}
-
-static void *fetch_main(void *arg)
-{
-    struct fetcher *f = arg;
-    long backoff = 0;
-    struct timespec until;
-    json_t *jobs;
-    long status;
-    int n, rc;
-
-    pthread_mutex_lock(&f->mu);
-    for (;;) {
-        while (!f->stop && f->free_slots <= 0)
-            pthread_cond_wait(&f->cv, &f->mu);
-        if (f->stop)
-            break;
-        n = f->free_slots;
-        pthread_mutex_unlock(&f->mu);
-
-        rc = jobq_client_fetch(f->client, f->queues, f->nqueues, n, FETCH_WAIT_MS, f->worker_id,
-                               &jobs);
-        status = jobq_client_status(f->client);
-        if (rc < 0 && rc != JOBQ_CLIENT_EABORTED) {
-            fprintf(stderr, "jobq: %s: %s (fetch%s)\n", jobq_client_error_code(f->client),
-                    jobq_client_error_message(f->client),
-                    fatal_refusal(rc, status) ? "; giving up" : "; trying again");
-        }
-
-        pthread_mutex_lock(&f->mu);
-        if (rc == 0) {
-            backoff = 0;
-            if (json_array_size(jobs) > 0) {
-                /* On running out of memory here the jobs' leases expire and they run again. */
-                json_array_extend(f->jobs, jobs);
-                f->free_slots -= (int)json_array_size(jobs);
-                wake(f);
-            }
-            json_decref(jobs);
-            continue;
-        }
-        if (rc == JOBQ_CLIENT_EABORTED)
-            break;
-        if (fatal_refusal(rc, status)) {
-            f->fatal = true;
-            break;
-        }
-        backoff = backoff ? backoff * 2 : 1000;
-        if (backoff > FETCH_BACKOFF_MAX_MS)
-            backoff = FETCH_BACKOFF_MAX_MS;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += backoff / 1000;
-        until.tv_nsec += (backoff % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        while (!f->stop && pthread_cond_timedwait(&f->cv, &f->mu, &until) != ETIMEDOUT)
-            ;
-    }
-    f->done = true;
-    pthread_mutex_unlock(&f->mu);
-    wake(f);
-    return NULL;
-}
-
-static int fetcher_start(struct fetcher *f, const char *url, const char *token, int slots)
-{
-    pthread_condattr_t ca;
-    sigset_t block, old;
-    int fds[2], rc;
-
-    f->client = jobq_client_new(url);
-    if (!f->client || (token && jobq_client_set_token(f->client, token) < 0))
-        goto out_client;
-    f->jobs = json_array();
-    if (!f->jobs)
-        goto out_client;
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
-        goto out_jobs;
-    f->wake_r = fds[0];
-    f->wake_w = fds[1];
-    f->free_slots = slots;
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->cv, &ca);
-    pthread_condattr_destroy(&ca);
-
-    /* Signals belong to the main thread's loop; the fetch thread inherits them blocked. */
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    rc = pthread_create(&f->thread, NULL, fetch_main, f);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        goto out_sync;
-    return 0;
-
-out_sync:
-    pthread_cond_destroy(&f->cv);
-    pthread_mutex_destroy(&f->mu);
-    close(f->wake_r);
-    close(f->wake_w);
-out_jobs:
-    json_decref(f->jobs);
-out_client:
-    jobq_client_free(f->client);
-    f->client = NULL;
-    return -1;
-}
-
-static void fetcher_stop(struct fetcher *f)
-{
-    pthread_mutex_lock(&f->mu);
-    f->stop = true;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-    jobq_client_abort(f->client);
-}
-
-/* Gives `n` slots back to the fetch thread. */
-static void fetcher_release(struct fetcher *f, int n)
-{
-    pthread_mutex_lock(&f->mu);
-    f->free_slots += n;
-    pthread_cond_signal(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-}
-
-static void fetcher_join(struct fetcher *f)
-{
-    pthread_join(f->thread, NULL);
-    pthread_cond_destroy(&f->cv);
-    pthread_mutex_destroy(&f->mu);
-    close(f->wake_r);
-    close(f->wake_w);
-    json_decref(f->jobs);
-    jobq_client_free(f->client);
 }
 
 /* ---- talking to the server about one child ----------------------------------------------- */
@@ -358,8 +179,8 @@ static void after_call(struct worker *w, struct child *c, const char *what, int 
         terminate(c, STOP_LEASE_LOST);
         return;
     }
-    fprintf(stderr, "jobq: %s: %s (job %s %s)\n", code, jobq_client_error_message(w->client),
-            c->id, what);
+    fprintf(stderr, "jobq: %s: %s (job %s %s)\n", code, jobq_client_error_message(w->client), c->id,
+            what);
 }
 
 static void heartbeat(struct worker *w, struct child *c, json_t *checkpoint)
@@ -576,6 +397,24 @@ static void report(struct worker *w, struct child *c, json_t *result, const char
             jobq_client_error_message(w->client), c->id, message ? "fail" : "complete");
 }
 
+/* Drops a UTF-8 sequence that snprintf() cut at the end of `s`. */
+static void trim_utf8(char *s)
+{
+    size_t n = strlen(s), start = n, need;
+    unsigned char lead;
+
+    while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80 && n - start < 3)
+        start--;
+    if (start == 0)
+        return;
+    lead = (unsigned char)s[start - 1];
+    if (lead < 0xC0)
+        return;
+    need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    if (n - (start - 1) < need)
+        s[start - 1] = '\0';
+}
+
 /* Reports a reaped child's outcome. */
 static void conclude(struct worker *w, struct child *c)
 {
@@ -612,8 +451,8 @@ static void conclude(struct worker *w, struct child *c)
         return;
     }
     if (WIFEXITED(st)) {
-        snprintf(msg, sizeof(msg), "command exited with status %d%s%s", WEXITSTATUS(st), sep,
-                 tail);
+        snprintf(msg, sizeof(msg), "command exited with status %d%s%s", WEXITSTATUS(st), sep, tail);
+        trim_utf8(msg);
         details = json_pack("{si}", "exit_code", WEXITSTATUS(st));
         report(w, c, NULL, msg, NULL, WEXITSTATUS(st) == EXIT_TEMPFAIL, details);
     } else {
@@ -621,6 +460,7 @@ static void conclude(struct worker *w, struct child *c)
 
         snprintf(msg, sizeof(msg), "command killed by signal %d (SIG%s)%s%s", sig,
                  sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", sep, tail);
+        trim_utf8(msg);
         details = json_pack("{si}", "signal", sig);
         report(w, c, NULL, msg, NULL, false, details);
     }
@@ -641,7 +481,7 @@ static void start(struct worker *w, json_t *job)
     c = calloc(1, sizeof(*c));
     if (!c) {
         json_decref(job);
-        fetcher_release(&w->f, 1);
+        jobq_fetch_release(w->fetch, 1);
         say(NULL, "out of memory starting a job; its lease will expire");
         return;
     }
@@ -706,24 +546,15 @@ static void start(struct worker *w, json_t *job)
 out_child:
     free(text);
     child_free(c);
-    fetcher_release(&w->f, 1);
+    jobq_fetch_release(w->fetch, 1);
 }
 
 /* Takes the jobs the fetch thread left. */
 static void take_jobs(struct worker *w)
 {
-    json_t *jobs, *job;
+    json_t *jobs = jobq_fetch_take(w->fetch), *job;
     size_t i;
 
-    drain_fd(w->f.wake_r);
-    pthread_mutex_lock(&w->f.mu);
-    jobs = w->f.jobs;
-    w->f.jobs = json_array();
-    if (!w->f.jobs) {
-        w->f.jobs = jobs; /* try again on the next wake-up */
-        jobs = NULL;
-    }
-    pthread_mutex_unlock(&w->f.mu);
     json_array_foreach(jobs, i, job) start(w, json_incref(job));
     json_decref(jobs);
 }
@@ -756,7 +587,7 @@ static void reap(struct worker *w)
         *pp = c->next;
         child_free(c);
         w->running--;
-        fetcher_release(&w->f, 1);
+        jobq_fetch_release(w->fetch, 1);
     }
 }
 
@@ -803,7 +634,7 @@ static void on_term_signals(struct worker *w)
             say(NULL, "stopping: no new jobs; waiting for %d running (signal again to stop them)",
                 w->running);
             w->stopping = true;
-            fetcher_stop(&w->f);
+            jobq_fetch_stop(w->fetch);
         } else if (w->signals_seen == 1) {
             say(NULL, "stopping the running commands");
             for (struct child *c = w->children; c; c = c->next)
@@ -818,18 +649,6 @@ static void on_term_signals(struct worker *w)
     }
 }
 
-/* Whether the fetch thread has ended with nothing left to take; notes a fatal refusal. */
-static bool fetch_over(struct worker *w, bool *fatal)
-{
-    bool over;
-
-    pthread_mutex_lock(&w->f.mu);
-    over = w->f.done && json_array_size(w->f.jobs) == 0;
-    *fatal = w->f.fatal;
-    pthread_mutex_unlock(&w->f.mu);
-    return over;
-}
-
 static int loop(struct worker *w)
 {
     struct pollfd *pfd = NULL;
@@ -840,11 +659,11 @@ static int loop(struct worker *w)
     int timeout, rc;
 
     for (;;) {
-        if (fetch_over(w, &fatal) && !w->stopping) {
+        if (jobq_fetch_over(w->fetch, &fatal) && !w->stopping) {
             say(NULL, "stopping: fetching failed for good; waiting for %d running", w->running);
             w->stopping = true;
         }
-        if (w->stopping && !w->children && fetch_over(w, &fatal))
+        if (w->stopping && !w->children && jobq_fetch_over(w->fetch, &fatal))
             break;
 
         if (cap < 2 + 3 * (size_t)w->running) {
@@ -861,7 +680,7 @@ static int loop(struct worker *w)
         }
         n = 0;
         pfd[n++] = (struct pollfd){.fd = w->sig_r, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = w->f.wake_r, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = jobq_fetch_fd(w->fetch), .events = POLLIN};
         for (struct child *c = w->children; c; c = c->next) {
             if (c->io.in >= 0) {
                 owner[n] = c;
@@ -1026,18 +845,16 @@ int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv)
         fprintf(stderr, "jobq: io: %s\n", strerror(errno));
         goto out_queues;
     }
-    w.f.queues = queues;
-    w.f.nqueues = nqueues;
-    w.f.worker_id = w.worker_id;
-    if (fetcher_start(&w.f, cli->url, cli->token, (int)concurrency) < 0) {
+    w.fetch =
+        jobq_fetch_start(cli->url, cli->token, queues, nqueues, w.worker_id, (int)concurrency);
+    if (!w.fetch) {
         fprintf(stderr, "jobq: out_of_memory: could not start the fetch thread\n");
         goto out_signals;
     }
     say(NULL, "%s fetching from %zu queue(s) at %s, concurrency %lld", w.worker_id, nqueues,
         cli->url, (long long)concurrency);
     rc = loop(&w);
-    fetcher_stop(&w.f);
-    fetcher_join(&w.f);
+    jobq_fetch_free(w.fetch);
     while (w.children) {
         struct child *c = w.children;
 

@@ -11,12 +11,15 @@
 #include "jobq/jobq.h"
 
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <curl/curl.h>
 
 #define DEFAULT_TIMEOUT_MS 60000L
@@ -25,13 +28,15 @@
 
 struct jobq_client {
     CURL *curl;
-    char *base;          /* URL without trailing '/' */
-    char *auth;          /* "Authorization: Bearer …" header line, or NULL */
-    long timeout_ms;     /* per request; 0 = none */
-    atomic_int aborted;  /* set by jobq_client_abort(), never cleared */
-    long status;         /* last HTTP status, 0 = none */
-    char code[64];       /* last failure's code, "" after success */
-    char message[1024];  /* last failure's message */
+    char *base;              /* URL without trailing '/' */
+    char *auth;              /* "Authorization: Bearer …" header line, or NULL */
+    long timeout_ms;         /* per request; 0 = none */
+    atomic_int aborted;      /* set by jobq_client_abort(), never cleared */
+    pthread_mutex_t sock_mu; /* guards sock against its close while abort shuts it down */
+    curl_socket_t sock;      /* the connection's socket, CURL_SOCKET_BAD when none */
+    long status;             /* last HTTP status, 0 = none */
+    char code[64];           /* last failure's code, "" after success */
+    char message[1024];      /* last failure's message */
     char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -63,7 +68,7 @@ const char *jobq_client_strerror(int err)
 }
 
 __attribute__((format(printf, 3, 4))) static void set_error(jobq_client *c, const char *code,
-                                                             const char *fmt, ...)
+                                                            const char *fmt, ...)
 {
     va_list ap;
 
@@ -90,6 +95,11 @@ jobq_client *jobq_client_new(const char *url)
     if (!c)
         return NULL;
     atomic_init(&c->aborted, 0);
+    c->sock = CURL_SOCKET_BAD;
+    if (pthread_mutex_init(&c->sock_mu, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
     c->timeout_ms = DEFAULT_TIMEOUT_MS;
     c->base = strdup(url);
     if (!c->base)
@@ -109,6 +119,7 @@ out_global:
 out_base:
     free(c->base);
 out_free:
+    pthread_mutex_destroy(&c->sock_mu);
     free(c);
     return NULL;
 }
@@ -119,6 +130,7 @@ void jobq_client_free(jobq_client *c)
         return;
     curl_easy_cleanup(c->curl);
     curl_global_cleanup();
+    pthread_mutex_destroy(&c->sock_mu);
     free(c->auth);
     free(c->base);
     free(c);
@@ -143,6 +155,40 @@ void jobq_client_set_timeout(jobq_client *c, long timeout_ms)
 void jobq_client_abort(jobq_client *c)
 {
     atomic_store(&c->aborted, 1);
+    /* Shutting the socket down wakes a transfer parked in a long-poll at once; the flag
+     * alone is seen by the progress callback, which idles at about one call a second. */
+    pthread_mutex_lock(&c->sock_mu);
+    if (c->sock != CURL_SOCKET_BAD)
+        shutdown(c->sock, SHUT_RDWR);
+    pthread_mutex_unlock(&c->sock_mu);
+}
+
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    jobq_client *c = clientp;
+    curl_socket_t fd;
+
+    (void)purpose;
+    fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    pthread_mutex_lock(&c->sock_mu);
+    c->sock = fd;
+    pthread_mutex_unlock(&c->sock_mu);
+    return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    jobq_client *c = clientp;
+    int rc;
+
+    pthread_mutex_lock(&c->sock_mu);
+    if (c->sock == fd)
+        c->sock = CURL_SOCKET_BAD;
+    rc = close(fd);
+    pthread_mutex_unlock(&c->sock_mu);
+    return rc;
 }
 
 long jobq_client_status(const jobq_client *c)
@@ -307,6 +353,10 @@ static int setup(jobq_client *c, const char *method, const char *url, const char
     curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
     curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(c->curl, CURLOPT_OPENSOCKETDATA, c);
+    curl_easy_setopt(c->curl, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(c->curl, CURLOPT_CLOSESOCKETDATA, c);
     if (payload) {
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
@@ -401,8 +451,8 @@ out_payload:
 }
 
 /* Requests `method` on the path prefix + escaped `arg` + suffix. Steals `body` (may be NULL). */
-static int call(jobq_client *c, const char *method, json_t *body, json_t **out,
-                const char *prefix, const char *arg, const char *suffix)
+static int call(jobq_client *c, const char *method, json_t *body, json_t **out, const char *prefix,
+                const char *arg, const char *suffix)
 {
     char *esc = NULL, *path = NULL;
     int rc = JOBQ_CLIENT_ENOMEM;
@@ -447,6 +497,23 @@ static json_t *with_lease(const char *lease)
     return o;
 }
 
+/* Sets o[key] to the string `s` (borrowed). json_string() refuses text that is not UTF-8
+ * (or, far more rarely, finds no memory); the first is what gets reported. */
+static int put_string(jobq_client *c, json_t *o, const char *key, const char *s)
+{
+    json_t *v = json_string(s);
+
+    if (!v) {
+        set_error(c, "invalid_argument", "%s is not valid UTF-8", key);
+        return JOBQ_CLIENT_EINVAL;
+    }
+    if (json_object_set_new(o, key, v) < 0) {
+        set_error(c, "out_of_memory", "out of memory");
+        return JOBQ_CLIENT_ENOMEM;
+    }
+    return JOBQ_CLIENT_OK;
+}
+
 /* Reads cancel_requested from a heartbeat/progress answer, then drops the answer. */
 static void take_cancel(json_t *answer, int *cancel_requested)
 {
@@ -472,18 +539,27 @@ int jobq_client_fetch(jobq_client *c, const char *const *queues, size_t nqueues,
     int rc = JOBQ_CLIENT_ENOMEM;
 
     *jobs = NULL;
+    clear_error(c);
     body = json_object();
     names = json_array();
     if (!body || !names)
         goto out_body;
-    for (size_t i = 0; i < nqueues; i++)
-        if (json_array_append_new(names, json_string(queues[i])) < 0)
+    for (size_t i = 0; i < nqueues; i++) {
+        json_t *name = json_string(queues[i]);
+
+        if (!name) {
+            set_error(c, "invalid_argument", "queue name is not valid UTF-8");
+            rc = JOBQ_CLIENT_EINVAL;
             goto out_body;
+        }
+        if (json_array_append_new(names, name) < 0)
+            goto out_body;
+    }
     if (json_object_set(body, "queues", names) < 0 ||
         json_object_set_new(body, "count", json_integer(count)) < 0 ||
         json_object_set_new(body, "wait_ms", json_integer(wait_ms)) < 0)
         goto out_body;
-    if (worker && json_object_set_new(body, "worker", json_string(worker)) < 0)
+    if (worker && (rc = put_string(c, body, "worker", worker)) < 0)
         goto out_body;
     /* The server parks up to wait_ms before it answers; that is not a slow answer. */
     if (saved > 0)
@@ -535,24 +611,26 @@ int jobq_client_progress(jobq_client *c, const char *id, const char *lease, doub
                          const char *stage, json_t *extra, int *cancel_requested)
 {
     json_t *body = with_lease(lease), *answer = NULL;
-    int rc;
+    int rc = JOBQ_CLIENT_ENOMEM;
 
     if (cancel_requested)
         *cancel_requested = 0;
+    clear_error(c);
     if (body && extra && json_object_update(body, extra) < 0)
-        goto out_nomem;
+        goto out_body;
     if (body && json_object_set_new(body, "percent", json_real(percent)) < 0)
-        goto out_nomem;
-    if (body && stage && json_object_set_new(body, "stage", json_string(stage)) < 0)
-        goto out_nomem;
+        goto out_body;
+    if (body && stage && (rc = put_string(c, body, "stage", stage)) < 0)
+        goto out_body;
     rc = call(c, "POST", body, &answer, "/v1/jobs/", id, "/progress");
     take_cancel(answer, cancel_requested);
     return rc;
 
-out_nomem:
+out_body:
+    if (rc == JOBQ_CLIENT_ENOMEM)
+        set_error(c, "out_of_memory", "out of memory");
     json_decref(body);
-    set_error(c, "out_of_memory", "out of memory");
-    return JOBQ_CLIENT_ENOMEM;
+    return rc;
 }
 
 int jobq_client_complete(jobq_client *c, const char *id, const char *lease, json_t *result)
@@ -571,27 +649,32 @@ int jobq_client_fail(jobq_client *c, const char *id, const char *lease, const ch
                      const char *type, int retryable, json_t *details)
 {
     json_t *body = with_lease(lease), *err = json_object();
+    int rc = JOBQ_CLIENT_ENOMEM;
 
+    clear_error(c);
     if (!body || !err)
-        goto out_nomem;
-    if (json_object_set_new(err, "message", json_string(message ? message : "")) < 0 ||
-        json_object_set_new(err, "retryable", json_boolean(retryable)) < 0)
-        goto out_nomem;
-    if (type && json_object_set_new(err, "type", json_string(type)) < 0)
-        goto out_nomem;
+        goto out_err;
+    if ((rc = put_string(c, err, "message", message ? message : "")) < 0)
+        goto out_err;
+    if (type && (rc = put_string(c, err, "type", type)) < 0)
+        goto out_err;
+    rc = JOBQ_CLIENT_ENOMEM;
+    if (json_object_set_new(err, "retryable", json_boolean(retryable)) < 0)
+        goto out_err;
     if (details && json_object_set(err, "details", details) < 0)
-        goto out_nomem;
+        goto out_err;
     if (json_object_set_new(body, "error", err) < 0) {
         err = NULL; /* set_new stole it even on failure */
-        goto out_nomem;
+        goto out_err;
     }
     return call(c, "POST", body, NULL, "/v1/jobs/", id, "/fail");
 
-out_nomem:
+out_err:
+    if (rc == JOBQ_CLIENT_ENOMEM)
+        set_error(c, "out_of_memory", "out of memory");
     json_decref(err);
     json_decref(body);
-    set_error(c, "out_of_memory", "out of memory");
-    return JOBQ_CLIENT_ENOMEM;
+    return rc;
 }
 
 int jobq_client_logs(jobq_client *c, const char *id, const char *lease, json_t *lines)

@@ -358,6 +358,9 @@ static void extend(jobq_engine *e, jobq_job *j, int64_t extend_ms, int64_t now)
 {
     jobq_job_extra *x = j->x;
 
+    if (x->worker)
+        jobq_engine_worker_seen(e, x->worker, NULL, 0, now);
+
     x->lease_expires_at = now + (extend_ms > 0 ? extend_ms : j->lease_ms);
     jobq_timer_set(e, j,
                    x->deadline && x->deadline < x->lease_expires_at ? x->deadline
@@ -418,6 +421,7 @@ int jobq_engine_complete(jobq_engine *e, jobq_job *j, const char *lease, const c
     rc = check_lease(j, lease);
     if (rc)
         return rc;
+    jobq_engine_worker_seen(e, j->x->worker, NULL, 0, now);
     set_text(&j->x->result, result);
     j->attempt++;
     jobq_finalize(e, j, (j->flags & JF_CANCEL_REQUESTED) ? JOBQ_CANCELLED : JOBQ_COMPLETED, now);
@@ -500,6 +504,7 @@ int jobq_engine_fail(jobq_engine *e, jobq_job *j, const char *lease, const jobq_
     rc = check_lease(j, lease);
     if (rc)
         return rc;
+    jobq_engine_worker_seen(e, j->x->worker, NULL, 0, now);
     jobq_fail_attempt(e, j, f, now);
     return 0;
 }

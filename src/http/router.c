@@ -14,24 +14,24 @@
 #include <string.h>
 
 typedef struct seg {
-    const char *s;     /* into the request path or the (static) pattern */
-    size_t len;        /* bytes */
+    const char *s; /* into the request path or the (static) pattern */
+    size_t len;    /* bytes */
 } seg;
 
 typedef struct croute {
-    jobq_route r;      /* copy of the caller's route */
-    size_t mlen;       /* strlen(r.method) */
-    int is_get;        /* method is GET (HEAD matches it too) */
+    jobq_route r; /* copy of the caller's route */
+    size_t mlen;  /* strlen(r.method) */
+    int is_get;   /* method is GET (HEAD matches it too) */
     int nseg;
-    int param_mask;    /* bit i set: segment i is a parameter */
-    size_t index;      /* position in the caller's table: tie-break of the sort */
+    int param_mask; /* bit i set: segment i is a parameter */
+    size_t index;   /* position in the caller's table: tie-break of the sort */
     seg segs[JOBQ_ROUTER_MAX_SEGS];
 } croute;
 
 struct jobq_router {
     size_t n;
-    int max_segs;      /* longest pattern: longer request paths need no scan */
-    croute *routes;    /* n, most specific first */
+    int max_segs;   /* longest pattern: longer request paths need no scan */
+    croute *routes; /* n, most specific first */
 };
 
 /* Splits `path` (len bytes, must start with '/') on '/'. "/" is one empty segment.
@@ -99,7 +99,8 @@ static int compile(croute *c, const jobq_route *r, size_t index)
     c->index = index;
     c->nseg = split(r->pattern, strlen(r->pattern), c->segs, JOBQ_ROUTER_MAX_SEGS);
     if (c->nseg < 0) {
-        fprintf(stderr, "jobqd: http: route %s %s: not a path of at most %d segments\n",
+        fprintf(stderr,
+                "jobqd: http: route %s %s: must start with / and have at most %d segments\n",
                 r->method, r->pattern, JOBQ_ROUTER_MAX_SEGS);
         return -1;
     }
@@ -207,8 +208,7 @@ static int decode(const char *in, size_t len, char *out)
 }
 
 int jobq_router_match(const jobq_router *r, const char *method, const char *path, size_t len,
-                      char *scratch, const jobq_route **route, const char **params,
-                      int *nparams)
+                      char *scratch, const jobq_route **route, const char **params, int *nparams)
 {
     seg segs[JOBQ_ROUTER_MAX_SEGS];
     size_t mlen = strlen(method);
@@ -275,8 +275,7 @@ static size_t allow_add(char *buf, size_t cap, size_t at, const char *m, size_t 
     return at;
 }
 
-size_t jobq_router_allow(const jobq_router *r, const char *path, size_t len, char *buf,
-                         size_t cap)
+size_t jobq_router_allow(const jobq_router *r, const char *path, size_t len, char *buf, size_t cap)
 {
     seg segs[JOBQ_ROUTER_MAX_SEGS];
     int n = split(path, len, segs, r->max_segs);

@@ -46,12 +46,10 @@ void jobq_router_free(jobq_router *r);
  * parameters, written into `scratch` (caller-owned, at least len + 1 bytes; `params` holds
  * JOBQ_ROUTER_MAX_PARAMS entries). Returns one of the JOBQ_ROUTE_* values. */
 int jobq_router_match(const jobq_router *r, const char *method, const char *path, size_t len,
-                      char *scratch, const jobq_route **route, const char **params,
-                      int *nparams);
+                      char *scratch, const jobq_route **route, const char **params, int *nparams);
 
 /* Writes the methods allowed on `path` ("GET, HEAD, POST") into buf (cap bytes, always
  * NUL-terminated when cap > 0), for a 405's Allow header. Returns the length written. */
-size_t jobq_router_allow(const jobq_router *r, const char *path, size_t len, char *buf,
-                         size_t cap);
+size_t jobq_router_allow(const jobq_router *r, const char *path, size_t len, char *buf, size_t cap);
 
 #endif

@@ -21,7 +21,6 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
-#include <errno.h>
 #include <glib.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -61,27 +60,30 @@ typedef struct hdr {
 } hdr;
 
 struct jobq_http {
-    uv_loop_t *loop;             /* borrowed */
+    uv_loop_t *loop; /* borrowed */
     jobq_router *router;
-    void *app;                   /* borrowed, for handlers */
-    size_t max_body;             /* bytes */
+    void *app;       /* borrowed, for handlers */
+    size_t max_body; /* bytes */
     unsigned max_connections;
     unsigned idle_timeout_s;
-    struct MHD_Daemon *d;        /* NULL until listening */
-    struct MHD_Response *oom;    /* shared 503 for when a request cannot be allocated */
-    uv_poll_t io;                /* MHD's epoll fd */
-    uv_timer_t timer;            /* MHD's next timeout; 0 ms after a resume */
-    uv_prepare_t prepare;        /* runs MHD before the loop blocks when `dirty` */
-    int handles_open;            /* of io, timer, prepare: not yet closed */
-    size_t nreq;                 /* jobq_req structs allocated and not yet freed */
-    size_t pending;              /* requests received, completion not yet notified */
-    size_t parked;               /* requests whose connection is suspended */
-    jobq_req *parked_head;       /* list of those */
-    unsigned dirty : 1;          /* a connection was resumed: MHD_run before blocking */
+    struct MHD_Daemon *d;     /* NULL until listening */
+    struct MHD_Response *oom; /* shared 503 for when a request cannot be allocated */
+    uv_poll_t io;             /* MHD's epoll fd */
+    uv_timer_t timer;         /* MHD's next timeout; 0 ms after a resume */
+    uv_prepare_t prepare;     /* runs MHD before the loop blocks when `dirty` */
+    int handles_open;         /* of io, timer, prepare: not yet closed */
+    size_t nreq;              /* jobq_req structs allocated and not yet freed */
+    size_t pending;           /* requests fully received (or refused early) whose answer
+                               * has not been sent: see count() */
+    size_t parked;            /* requests whose connection is suspended */
+    jobq_req *parked_head;    /* list of those */
+    unsigned dirty : 1;       /* a connection was resumed: MHD_run before blocking */
     unsigned quiesced : 1;
-    unsigned freeing : 1;        /* jobq_http_free ran; free when the last thing closes */
-    unsigned quiet : 1;          /* we are closing a gone client's connection: MHD's log
-                                  * line about it is expected, not an error */
+    unsigned kick : 1;    /* draining and pending just reached 0: turn the loop once
+                           * more so a uv_check watching jobq_http_pending sees it */
+    unsigned freeing : 1; /* jobq_http_free ran; free when the last thing closes */
+    unsigned quiet : 1;   /* we are closing a gone client's connection: MHD's log
+                           * line about it is expected, not an error */
 };
 
 struct jobq_req {
@@ -92,29 +94,30 @@ struct jobq_req {
     int route_err;               /* JOBQ_ROUTE_* when route is NULL */
     enum rq_state state;
     int refs;
-    unsigned status;             /* of resp */
-    struct MHD_Response *resp;   /* the answer, built but not queued yet */
-    unsigned resp_shared : 1;    /* resp is h->oom: never destroyed here */
-    unsigned park_asked : 1;     /* the handler called jobq_req_park */
-    unsigned hup_open : 1;       /* the disconnect watch is initialised and not closed */
-    unsigned too_large : 1;      /* chunked body went past max_body: rest discarded */
-    unsigned discard : 1;        /* body not needed (error answer) or no memory for it */
-    unsigned no_mem : 1;         /* body buffer could not grow: answer 503 */
-    hdr *hdrs;                   /* extra answer headers, newest first */
-    void *data;                  /* jobq_req_set_data */
+    unsigned status;           /* of resp */
+    struct MHD_Response *resp; /* the answer, built but not queued yet */
+    unsigned resp_shared : 1;  /* resp is h->oom: never destroyed here */
+    unsigned park_asked : 1;   /* the handler called jobq_req_park */
+    unsigned hup_open : 1;     /* the disconnect watch is initialised and not closed */
+    unsigned too_large : 1;    /* chunked body went past max_body: rest discarded */
+    unsigned discard : 1;      /* body not needed (error answer) or no memory for it */
+    unsigned no_mem : 1;       /* body buffer could not grow: answer 503 */
+    unsigned counted : 1;      /* included in h->pending */
+    hdr *hdrs;                 /* extra answer headers, in the order added */
+    void *data;                /* jobq_req_set_data */
     void (*data_free)(void *);
     void (*on_gone)(jobq_req *rq, void *ud);
     void *gone_ud;
-    jobq_req *prev, *next;       /* in h->parked_head while parked */
-    uv_poll_t hup;               /* UV_DISCONNECT watch of a parked request */
-    char *body;                  /* small, or malloc'd when larger; NUL-terminated */
-    size_t body_len;             /* bytes */
-    size_t body_cap;             /* bytes */
+    jobq_req *prev, *next; /* in h->parked_head while parked */
+    uv_poll_t hup;         /* UV_DISCONNECT watch of a parked request */
+    char *body;            /* small, or malloc'd when larger; NUL-terminated */
+    size_t body_len;       /* bytes */
+    size_t body_cap;       /* bytes */
     const char *params[JOBQ_ROUTER_MAX_PARAMS];
     int nparams;
-    size_t path_len;             /* bytes */
-    char *path;                  /* raw path, NUL-terminated, in tail */
-    char *scratch;               /* decoded parameters, in tail after path */
+    size_t path_len; /* bytes */
+    char *path;      /* raw path, NUL-terminated, in tail */
+    char *scratch;   /* decoded parameters, in tail after path */
     char small[SMALL_BODY];
     char tail[];
 };
@@ -215,17 +218,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!rq)
         return;
     *con_cls = NULL;
-    h->pending--;
+    if (rq->counted && --h->pending == 0 && h->quiesced)
+        h->kick = 1;
     h->quiet = 0;
-    if (rq->state == RQ_PARKED) {
-        /* Only when the daemon stops with parked requests (a caller bug, asserted in
-         * jobq_http_free); the owner is told through on_gone when it can be. */
-        hup_close(rq);
-        parked_unlink(rq);
-        rq->state = RQ_GONE;
-        if (rq->on_gone)
-            rq->on_gone(rq, rq->gone_ud);
-    }
+    /* MHD completes no suspended connection; jobq_http_free resumes them before stopping */
+    assert(rq->state != RQ_PARKED);
     release_answer(rq);
     free_hdrs(rq);
     if (rq->data_free)
@@ -274,7 +271,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     memcpy(rq->path, p, len);
     rq->path[len] = '\0';
     h->nreq++;
-    h->pending++;
     return rq;
 }
 
@@ -286,8 +282,7 @@ static void set_answer(jobq_req *rq, unsigned status, struct MHD_Response *r, in
 {
     jobq_http *h = rq->h;
 
-    if (rq->resp ||
-        (rq->state != RQ_HANDLER && rq->state != RQ_PARKED && rq->state != RQ_BODY)) {
+    if (rq->resp || (rq->state != RQ_HANDLER && rq->state != RQ_PARKED && rq->state != RQ_BODY)) {
         fprintf(stderr, "jobqd: http: %s %s answered twice or after it ended; ignored\n",
                 rq->method ? rq->method : "?", rq->path);
         if (r)
@@ -317,6 +312,17 @@ static void set_answer(jobq_req *rq, unsigned status, struct MHD_Response *r, in
     }
 }
 
+/* A request counts as pending from the moment it is fully received (or refused early)
+ * until MHD reports its answer sent. Not from its first byte: MHD 0.9.75 in epoll mode can
+ * miss a client's FIN that arrives together with request bytes (a short read clears its
+ * read-ready flag), leaving a half-received request to the idle timeout; such requests
+ * must not hold up a shutdown drain. */
+static void count(jobq_req *rq)
+{
+    rq->counted = 1;
+    rq->h->pending++;
+}
+
 /* Queues the stored answer on MHD (inside the access handler only). */
 static enum MHD_Result queue_answer(jobq_req *rq)
 {
@@ -332,14 +338,17 @@ void jobq_req_add_header(jobq_req *rq, const char *name, const char *value)
     size_t nl = strlen(name);
     size_t vl = strlen(value);
     hdr *x = malloc(sizeof(*x) + nl + 1 + vl + 1);
+    hdr **tail;
 
     if (!x)
         return; /* the answer goes out without it; nothing better to do */
     memcpy(x->name, name, nl + 1);
     x->value = x->name + nl + 1;
     memcpy(x->value, value, vl + 1);
-    x->next = rq->hdrs;
-    rq->hdrs = x;
+    x->next = NULL;
+    for (tail = &rq->hdrs; *tail; tail = &(*tail)->next)
+        ;
+    *tail = x;
 }
 
 void jobq_req_reply(jobq_req *rq, unsigned status, const char *body, size_t len)
@@ -627,6 +636,7 @@ static enum MHD_Result dispatch(jobq_req *rq)
 {
     char big[64];
 
+    count(rq);
     if (!rq->route) {
         route_error(rq);
     } else if (rq->too_large) {
@@ -643,8 +653,8 @@ static enum MHD_Result dispatch(jobq_req *rq)
             return MHD_YES;
         }
         if (!rq->resp) {
-            fprintf(stderr, "jobqd: http: %s %s: handler neither answered nor parked\n",
-                    rq->method, rq->path);
+            fprintf(stderr, "jobqd: http: %s %s: handler neither answered nor parked\n", rq->method,
+                    rq->path);
             jobq_req_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                            "the handler did not answer", NULL);
         }
@@ -753,8 +763,8 @@ static enum MHD_Result clen_step(void *cls, enum MHD_ValueKind kind, const char 
  * "chunked" nor one together with a Content-Length (request smuggling). */
 static int check_framing(struct MHD_Connection *c, uint64_t *clen, int *has_clen)
 {
-    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     clen_check cc = {0, 0, 0};
 
     *has_clen = 0;
@@ -784,6 +794,8 @@ static enum MHD_Result first_call(jobq_req *rq, const char *method)
     rq->method = method;
     rq->state = RQ_BODY;
     frame = check_framing(rq->conn, &clen, &has_clen);
+    if (frame != FRAME_OK || (has_clen && clen > h->max_body))
+        count(rq);
     if (frame == FRAME_BAD_LENGTH) {
         jobq_req_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_argument",
                        "Content-Length must be one plain decimal number", NULL);
@@ -855,8 +867,11 @@ static void service(jobq_http *h)
     h->dirty = 0;
     MHD_run(h->d);
     /* A handler may have answered a parked request during MHD_run: MHD picks the resumed
-     * connection up only on its next run, so run again at once. */
-    if (!h->dirty && MHD_get_timeout(h->d, &to) != MHD_YES) {
+     * connection up only on its next run, so run again at once (likewise for a kick). */
+    if (h->dirty || h->kick) {
+        h->kick = 0;
+        to = 0;
+    } else if (MHD_get_timeout(h->d, &to) != MHD_YES) {
         uv_timer_stop(&h->timer);
         return;
     }
@@ -891,8 +906,7 @@ static void on_handle_closed(uv_handle_t *handle)
     maybe_free_http(h);
 }
 
-__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
-                                                             va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     jobq_http *h = cls;
 
@@ -925,9 +939,8 @@ jobq_http *jobq_http_new(uv_loop_t *loop, const jobq_http_config *cfg, const job
         goto out_free;
     h->oom = MHD_create_response_from_buffer(sizeof(oom_body) - 1, (void *)oom_body,
                                              MHD_RESPMEM_PERSISTENT);
-    if (!h->oom ||
-        MHD_add_response_header(h->oom, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
-            MHD_YES)
+    if (!h->oom || MHD_add_response_header(h->oom, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                           "application/json") != MHD_YES)
         goto out_router;
     return h;
 
@@ -983,8 +996,8 @@ int jobq_http_listen(jobq_http *h, const char *host, int port, int *bound_port)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     const union MHD_DaemonInfo *info;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     int v6;
     int err;
 
@@ -995,14 +1008,12 @@ int jobq_http_listen(jobq_http *h, const char *host, int port, int *bound_port)
         return err;
     if (v6)
         flags |= MHD_USE_IPv6;
-    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_CONNECTION_LIMIT, h->max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, h->idle_timeout_s,
-                            MHD_OPTION_END);
+    /* the port is only for MHD's messages: MHD_OPTION_SOCK_ADDR decides */
+    h->d = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
+        h->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, h->idle_timeout_s, MHD_OPTION_END);
     if (!h->d)
         return JOBQ_EIO;
 

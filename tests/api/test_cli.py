@@ -279,7 +279,7 @@ def test_stats(cli_server):
     assert st == 200
     # The CLI prints the server's answer; timings and uptime move, the counts do not.
     assert isinstance(out, dict) and out.keys() == expected.keys()
-    assert "st" in json.dumps(out)
+    assert out["queues"]["st"]["counts"]["waiting"] == 2
 
     q = ok(cli_server, "stats", "--queue", "st")
     st, expected = cli_server.api("GET", "/v1/queues/st/stats")
@@ -319,17 +319,32 @@ def test_queue_pause_resume_drain_clear_delete(cli_server):
     assert ok(cli_server, "queue", "resume", "ops")["status"] == "active"
 
     ok(cli_server, "add", "ops", "{}", "--delay", "60000")
-    assert ok(cli_server, "queue", "clear", "ops") == {"removed": 2}
-    st, _ = cli_server.api("GET", f"/v1/jobs/{job['id']}")
-    assert st == 404
+    assert ok(cli_server, "queue", "clear", "ops")["removed"] == 2
+    assert cli_server.api("GET", f"/v1/jobs/{job['id']}")[0] == 404
 
-    assert ok(cli_server, "queue", "drain", "ops")["status"] in ("draining", "paused")
+    # Drain with a job still running: the queue refuses new jobs until that one is done.
+    ok(cli_server, "add", "ops", "{}")
+    [running] = cli_server.fetch("ops")
+    assert ok(cli_server, "queue", "drain", "ops")["status"] == "draining"
     fails(cli_server, "add", "ops", "{}", code="queue_draining")
+    st, _ = cli_server.api("POST", f"/v1/jobs/{running['id']}/complete",
+                           {"lease": running["lease"]})
+    assert st == 200
+    wait_for(lambda: ok(cli_server, "queue", "get", "ops")["status"] == "paused",
+             what="drained queue paused")
 
     r = jobq(cli_server, "queue", "delete", "ops")
     assert r.returncode == 0 and r.stdout == "", r
-    st, _ = cli_server.api("GET", "/v1/queues/ops")
-    assert st == 404
+    assert cli_server.api("GET", "/v1/queues/ops")[0] == 404
+
+
+def test_queue_update(cli_server):
+    ok(cli_server, "queue", "create", "upd", "--concurrency", "1")
+    q = ok(cli_server, "queue", "update", "upd", "--concurrency", "7", "--rate-limit",
+           "100/60000")
+    assert q["concurrency"] == 7 and q["rate_limit"] == {"max": 100, "per_ms": 60000}
+    st, stored = cli_server.api("GET", "/v1/queues/upd")
+    assert stored["concurrency"] == 7
 
 
 def test_queue_delete_force(cli_server):
@@ -479,12 +494,15 @@ def test_worker_exit_75_retries(cli_server, worker, tmp_path):
 
 def test_worker_exit_1_fails_for_good(cli_server, worker):
     jid = ok(cli_server, "add", "f", "{}", "--attempts", "5")["id"]
-    worker("f", 'echo "cannot parse input" >&2\nexit 3\n')
+    # A stray byte that is not UTF-8 must not keep the failure from being reported.
+    worker("f", "printf 'cannot parse \\377 input\\n' >&2\nexit 3\n")
     j = cli_server.wait_state(jid, ("failed", "retrying", "completed"))
     assert j["state"] == "failed", j
     assert j["attempt"] == 1
     assert j["error"]["retryable"] is False
     assert "3" in j["error"]["message"]
+    assert "cannot parse ? input" in j["error"]["message"]  # the last stderr line
+    assert ok(cli_server, "logs", jid)["lines"] == ["cannot parse ? input"]
     assert jid in [x["id"] for x in ok(cli_server, "dead", "--queue", "f")["jobs"]]
 
 
@@ -522,8 +540,10 @@ def test_worker_checkpoint_is_stored(cli_server, worker, tmp_path):
 
 def test_worker_cancel_kills_the_command(cli_server, worker, tmp_path):
     jid = ok(cli_server, "add", "cx", "{}")["id"]
-    # The shell and its sleep both belong to the command's process group.
-    worker("cx", 'sleep 30 &\necho $! > "$T_DIR/sleep.pid"\necho $$ > "$T_DIR/sh.pid"\nwait\n',
+    # The shell and its sleep both belong to the command's process group; the trap shows
+    # that SIGTERM came first (SIGKILL would follow only after 5 s).
+    worker("cx", 'trap \'echo term > "$T_DIR/term"; exit 143\' TERM\n'
+                 'sleep 30 &\necho $! > "$T_DIR/sleep.pid"\necho $$ > "$T_DIR/sh.pid"\nwait\n',
            "--lease-ms", "1500")
     sh_pid = int(wait_file(tmp_path / "sh.pid"))
     sleep_pid = int(wait_file(tmp_path / "sleep.pid"))
@@ -532,20 +552,23 @@ def test_worker_cancel_kills_the_command(cli_server, worker, tmp_path):
     t0 = time.monotonic()
     out = ok(cli_server, "cancel", jid)
     assert out["state"] in ("active", "cancelled")
+    wait_for(lambda: gone(sh_pid) and gone(sleep_pid), timeout=10, what="command killed")
+    elapsed = time.monotonic() - t0
+    assert (tmp_path / "term").read_text() == "term\n"
+    assert elapsed < 4.5, elapsed  # heartbeats every 0.5 s; SIGTERM works at once
     j = cli_server.wait_state(jid, ("cancelled", "failed", "completed"), timeout=10)
     assert j["state"] == "cancelled", j
-    wait_for(lambda: gone(sh_pid) and gone(sleep_pid), timeout=10, what="command killed")
-    assert time.monotonic() - t0 < 8  # heartbeat every 0.5 s, SIGTERM works at once
 
 
 def test_worker_timeout_kills_the_command(cli_server, worker, tmp_path):
     jid = ok(cli_server, "add", "to", "{}", "--timeout", "1000", "--attempts", "1")["id"]
-    worker("to", 'echo $$ > "$T_DIR/sh.pid"\nsleep 30\n')
+    # The command ignores SIGTERM: only the SIGKILL that follows 5 s later stops it.
+    worker("to", 'trap "" TERM\necho $$ > "$T_DIR/sh.pid"\nsleep 30\n')
     sh_pid = int(wait_file(tmp_path / "sh.pid"))
     j = cli_server.wait_state(jid, ("failed", "completed"), timeout=10)
     assert j["state"] == "failed", j
     assert j["error"].get("type") == "timeout", j
-    wait_for(lambda: gone(sh_pid), timeout=10, what="command killed")
+    wait_for(lambda: gone(sh_pid), timeout=15, what="command killed")
 
 
 def test_worker_concurrency(cli_server, worker, tmp_path):
@@ -593,6 +616,17 @@ def test_worker_sigterm_finishes_running_jobs(cli_server, worker, tmp_path):
     assert cli_server.job(first)["state"] == "completed"
     assert cli_server.job(first)["result"] == "finished"
     assert cli_server.job(second)["state"] == "waiting"  # nothing fetched after the signal
+
+
+def test_idle_worker_exits_on_sigterm(cli_server, worker):
+    w = worker("idle", "true\n")
+    wait_for(lambda: "fetching" in w.log(), what="worker started")
+    t0 = time.monotonic()
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(10) == 0, w.log()
+    assert time.monotonic() - t0 < 5  # the parked long-poll does not hold it
+    jid = ok(cli_server, "add", "idle", "{}")["id"]
+    assert cli_server.job(jid)["state"] == "waiting"
 
 
 def test_worker_second_signal_stops_the_command(cli_server, worker, tmp_path):
