@@ -55,7 +55,9 @@ json_t *jobq_api_body(jobq_req *rq, int required)
         jobq_req_error(rq, 400, "invalid_json", "JSON nested deeper than 64 levels", NULL);
         return NULL;
     }
-    v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    /* \u0000 is fine inside payloads (they are stored re-escaped); fields used as C strings
+     * check their length against strlen */
+    v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (!v) {
         char msg[256], det[96];
         snprintf(msg, sizeof msg, "malformed JSON: %s", err.text);

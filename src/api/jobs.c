@@ -244,14 +244,18 @@ static void list_jobs(jobq_req *rq, unsigned force_states)
     GString *o;
     int64_t now = jobq_app_now();
 
+    const char *cursor = jobq_req_query(rq, "cursor");
+
     if (limit < 0)
         return;
     if (limit == 0)
         limit = 1;
-    if (qname) {
-        la.f.queue = jobq_engine_queue(e, qname);
-        if (!la.f.queue) {
-            jobq_api_json(rq, 200, json_pack("{s:[], s:n}", "jobs", "next_cursor"));
+    if (cursor && *cursor) { /* "<seq>-<id>", as an earlier page gave it */
+        const char *p = cursor;
+        while (g_ascii_isdigit(*p))
+            p++;
+        if (p == cursor || *p != '-') {
+            jobq_api_bad_field(rq, "cursor", "not a cursor this server gave out");
             return;
         }
     }
@@ -270,11 +274,18 @@ static void list_jobs(jobq_req *rq, unsigned force_states)
         }
         g_strfreev(parts);
     }
+    if (qname) {
+        la.f.queue = jobq_engine_queue(e, qname);
+        if (!la.f.queue) {
+            jobq_api_json(rq, 200, json_pack("{s:[], s:n}", "jobs", "next_cursor"));
+            return;
+        }
+    }
     la.f.group = jobq_req_query(rq, "group");
     la.f.project = jobq_req_query(rq, "project");
     jobq_req_query_each(rq, find_tag, &la);
     out = g_new(jobq_job *, (size_t)limit);
-    n = jobq_engine_job_list(e, &la.f, jobq_req_query(rq, "cursor"), (size_t)limit, out, next);
+    n = jobq_engine_job_list(e, &la.f, cursor, (size_t)limit, out, next);
     o = g_string_sized_new(n * 700 + 64);
     g_string_append(o, "{\"jobs\":[");
     for (size_t i = 0; i < n; i++) {

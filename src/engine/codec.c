@@ -6,6 +6,7 @@
  * become a default.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,7 +115,10 @@ jobq_backoff *jobq_backoff_parse(const json_t *v, const char **field, const char
             }
             b->jitter = json_number_value(x);
         } else {
-            *field = "backoff";
+            /* names the offending key; one buffer is enough: the engine has one thread */
+            static char name[160];
+            snprintf(name, sizeof name, "backoff.%.140s", key);
+            *field = name;
             *why = "unknown field for this backoff type";
             goto fail;
         }

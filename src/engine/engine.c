@@ -953,10 +953,12 @@ int64_t jobq_engine_estimated_start(const jobq_engine *e, const jobq_job *j, int
 
     if (pos < 0)
         return -1;
+    if (pos == 0) /* nothing ahead of it: it starts with the next fetch */
+        return 0;
     r = jobq_queue_rate_per_ms(j->q, now);
-    if (r <= 0)
+    if (r <= 0) /* no completions in the last two minutes: no basis for a guess */
         return -1;
-    return (int64_t)((double)(pos + 1) / r);
+    return (int64_t)((double)pos / r);
 }
 
 /* ---------------------------------------------------------------- listing */
