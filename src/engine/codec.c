@@ -173,7 +173,7 @@ static int get_str(const json_t *v, size_t max, const char **out)
     return 0;
 }
 
-static int valid_job_id(const char *s)
+int jobq_valid_job_id(const char *s)
 {
     size_t n = 0;
 
@@ -220,7 +220,7 @@ int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *s, const 
             s->data = s->own_data;
             s->data_len = strlen(s->data);
         } else if (!strcmp(key, "id")) {
-            if (!json_is_string(v) || !valid_job_id(json_string_value(v))) {
+            if (!json_is_string(v) || !jobq_valid_job_id(json_string_value(v))) {
                 *why = "must be 1 to 128 characters of A-Z a-z 0-9 . _ : -";
                 goto bad;
             }

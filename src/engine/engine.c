@@ -287,7 +287,8 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     e->dirty_queues = g_ptr_array_new();
     e->dead_queues = g_ptr_array_new();
     e->fresh = g_ptr_array_new();
-    e->inflight = g_ptr_array_new();
+    g_queue_init(&e->inflight);
+    e->graveyard = g_ptr_array_new();
     return e;
 }
 
@@ -309,11 +310,19 @@ void jobq_engine_free(jobq_engine *e)
 
     if (!e)
         return;
-    /* tombstones first (they are only in e->dirty), then the live jobs */
+    /* tombstones first (they are only in e->dirty or the graveyard), then the live jobs */
     for (guint i = 0; i < e->dirty->len; i++) {
         jobq_job *j = g_ptr_array_index(e->dirty, i);
         if (j->flags & JF_DELETED)
             jobq_job_free(j);
+    }
+    for (guint i = 0; i < e->graveyard->len; i++)
+        jobq_job_free(g_ptr_array_index(e->graveyard, i));
+    g_ptr_array_free(e->graveyard, TRUE);
+    {
+        GPtrArray *mine;
+        while ((mine = g_queue_pop_head(&e->inflight)))
+            g_ptr_array_free(mine, TRUE);
     }
     while (e->all.n) {
         jobq_job *j = JOB_OF_ALINK(jobq_list_first(&e->all));
@@ -338,7 +347,6 @@ void jobq_engine_free(jobq_engine *e)
     g_ptr_array_free(e->dirty_queues, TRUE);
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
-    g_ptr_array_free(e->inflight, TRUE);
     g_free(e);
 }
 
@@ -539,8 +547,10 @@ void jobq_hist(jobq_engine *e, jobq_job *j, int from, int to, int64_t now)
     r->u.hist.attempt = j->attempt;
     if (j->x && j->x->worker && (to == JOBQ_ACTIVE || from == JOBQ_ACTIVE))
         r->u.hist.worker = g_strdup(j->x->worker);
-    if (j->x && j->x->error && from == JOBQ_ACTIVE && (to == JOBQ_FAILED || to == JOBQ_RETRYING))
+    if (j->x && j->x->error && (j->flags & JF_HIST_ERROR)) {
         r->u.hist.error = g_strdup(j->x->error);
+        j->flags &= (uint16_t)~JF_HIST_ERROR;
+    }
 }
 
 void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
@@ -705,7 +715,9 @@ static void row_fill(const jobq_job *j, jobq_job_row *r, int full)
         r->checkpoint = g_strdup(x->checkpoint);
         r->worker = g_strdup(x->worker);
         r->log_n = x->log_n;
+        r->lease = (int64_t)x->lease;
     }
+    r->flags = (j->flags & JF_CANCEL_REQUESTED) ? JOBQ_ROW_CANCEL_REQUESTED : 0;
     if (full) {
         r->id = g_strdup(j->id);
         r->queue_id = g_strdup(j->q->id);
@@ -735,6 +747,7 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
         if (j->flags & JF_DELETED) {
             r = jobq_batch_add(b, JOBQ_REC_JOB_DELETE);
             r->job_seq = j->seq;
+            r->logs = j->x && j->x->log_n > 0;
             continue; /* freed below, after the fresh list drops it */
         }
         if (j->flags & JF_PERSISTED) {
@@ -760,20 +773,38 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
         r->u.queue.created_at = q->created_at;
     }
     g_ptr_array_set_size(e->dirty_queues, 0);
-    /* the batch now in flight: its fresh jobs become fetchable at committed() */
-    g_ptr_array_set_size(e->inflight, 0);
-    for (guint i = 0; i < e->fresh->len; i++) {
-        jobq_job *j = g_ptr_array_index(e->fresh, i);
-        if (!(j->flags & JF_DELETED))
-            g_ptr_array_add(e->inflight, j);
+    /* the batch now in flight: its fresh jobs become fetchable when committed() says this
+     * batch is durable (batches are confirmed in the order they were taken) */
+    {
+        GPtrArray *mine = g_ptr_array_new();
+        for (guint i = 0; i < e->fresh->len; i++) {
+            jobq_job *j = g_ptr_array_index(e->fresh, i);
+            if (!(j->flags & JF_DELETED))
+                g_ptr_array_add(mine, j);
+        }
+        g_queue_push_tail(&e->inflight, mine);
+        e->inflight_jobs += mine->len;
     }
     g_ptr_array_set_size(e->fresh, 0);
+    if (e->seq_written < e->next_seq) { /* the high-water mark: seqs are never reused */
+        jobq_rec *r = jobq_batch_add(b, JOBQ_REC_META_PUT);
+        r->u.meta.key = g_strdup("next_seq");
+        r->u.meta.value = g_strdup_printf("%" PRId64, e->next_seq);
+        e->seq_written = e->next_seq;
+    }
+    /* tombstones are freed once no unconfirmed batch can still list them */
     for (guint i = 0; i < e->dirty->len; i++) {
         jobq_job *j = g_ptr_array_index(e->dirty, i);
         if (j->flags & JF_DELETED)
-            jobq_job_free(j);
+            g_ptr_array_add(e->graveyard, j);
     }
     g_ptr_array_set_size(e->dirty, 0);
+    if (e->inflight.length <= 1) {
+        /* the batch just taken lists only live jobs; older ones are all confirmed */
+        for (guint i = 0; i < e->graveyard->len; i++)
+            jobq_job_free(g_ptr_array_index(e->graveyard, i));
+        g_ptr_array_set_size(e->graveyard, 0);
+    }
     for (guint i = 0; i < e->dead_queues->len; i++)
         jobq_queue_free(g_ptr_array_index(e->dead_queues, i));
     g_ptr_array_set_size(e->dead_queues, 0);
@@ -782,9 +813,14 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
 
 void jobq_engine_committed(jobq_engine *e, int64_t now)
 {
+    GPtrArray *mine = g_queue_pop_head(&e->inflight);
+
     (void)now;
-    for (guint i = 0; i < e->inflight->len; i++) {
-        jobq_job *j = g_ptr_array_index(e->inflight, i);
+    if (!mine)
+        return;
+    e->inflight_jobs -= mine->len;
+    for (guint i = 0; i < mine->len; i++) {
+        jobq_job *j = g_ptr_array_index(mine, i);
 
         if (j->flags & JF_DELETED)
             continue;
@@ -792,7 +828,7 @@ void jobq_engine_committed(jobq_engine *e, int64_t now)
         if (j->state == JOBQ_WAITING && j->list == JL_PENDING)
             place(e, j);
     }
-    g_ptr_array_set_size(e->inflight, 0);
+    g_ptr_array_free(mine, TRUE);
 }
 
 /* ---------------------------------------------------------------- timers firing */
@@ -846,6 +882,7 @@ static void lease_expired(jobq_engine *e, jobq_job *j, int64_t now)
 
     x->lease = 0;
     q->stalled++;
+    jobq_queue_touch(e, q, now);
     if (j->flags & JF_CANCEL_REQUESTED) {
         jobq_finalize(e, j, JOBQ_CANCELLED, now);
         return;
@@ -996,6 +1033,8 @@ size_t jobq_engine_job_list(const jobq_engine *e, const jobq_job_filter *f, cons
     int64_t below = INT64_MAX;
 
     next[0] = '\0';
+    if (limit == 0)
+        return 0;
     if (cursor && *cursor) {
         char *end;
         jobq_job *c;

@@ -41,7 +41,7 @@ enum {
     JF_DIRTY = 1 << 2,           /* in e->dirty */
     JF_DELETED = 1 << 3,         /* tombstone: freed at the next take_changes */
     JF_CANCEL_REQUESTED = 1 << 4,
-    JF_HAS_OPTS = 1 << 5,        /* x->opts_json differs from "{}" */
+    JF_HIST_ERROR = 1 << 5,      /* the next history entry carries x->error */
 };
 
 /* Which list of its queue a job is in. */
@@ -145,7 +145,10 @@ struct jobq_engine {
     GPtrArray *dirty_queues; /* queues whose row changed */
     GPtrArray *dead_queues;  /* deleted queues to free at take */
     GPtrArray *fresh;        /* jobs enqueued since the last take (uncommitted) */
-    GPtrArray *inflight;     /* jobs enqueued in the batch being committed */
+    GQueue inflight;         /* per taken, unconfirmed batch: a GPtrArray of its new jobs */
+    size_t inflight_jobs;
+    GPtrArray *graveyard;    /* deleted jobs an unconfirmed batch may still list */
+    int64_t seq_written;     /* next_seq as last written to the store's meta */
     int loading;
 };
 
@@ -187,6 +190,7 @@ void jobq_queue_free(jobq_queue *q);
 char *jobq_queue_config_text(const jobq_queue *q); /* JSON for the store (new, g_free) */
 void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age);
 int jobq_valid_name(const char *s);
+int jobq_valid_job_id(const char *s); /* codec.c */
 
 /* job.c */
 void jobq_worker_active(jobq_engine *e, const char *worker, int delta);

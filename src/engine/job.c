@@ -251,6 +251,11 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
     for (size_t i = 0; i < n; i++) {
         if (!specs[i].id)
             continue;
+        if (!jobq_valid_job_id(specs[i].id)) {
+            *bad = (long)i;
+            rc = JOBQ_EINVAL;
+            goto out;
+        }
         if (jobq_engine_job(e, specs[i].id)) {
             *bad = (long)i;
             rc = JOBQ_EEXIST;
@@ -452,6 +457,7 @@ void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64
 
     g_free(x->error);
     x->error = error_text(f);
+    j->flags |= JF_HIST_ERROR;
     set_text(&x->error_type, f->type);
     q->last_error_at = now;
     g_free(q->last_error);

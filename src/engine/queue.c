@@ -296,8 +296,12 @@ static jobq_list *final_list(jobq_queue *q, int state)
 int64_t jobq_engine_queue_clean(jobq_engine *e, jobq_queue *q, int state, int64_t older_than_ms,
                                 int64_t keep, int64_t now)
 {
-    jobq_list *l = final_list(q, state);
+    jobq_list *l;
     int64_t n = 0;
+
+    if (!jobq_state_final(state))
+        return 0;
+    l = final_list(q, state);
 
     /* the list is in finish order: trim from the front while the oldest qualifies */
     while (l->n > keep) {
@@ -577,9 +581,14 @@ json_t *jobq_engine_stats(const jobq_engine *e, int64_t now)
 
 static int load_meta(void *ud, const char *key, const char *value)
 {
-    (void)ud;
-    (void)key;
-    (void)value;
+    jobq_engine *e = ud;
+
+    if (strcmp(key, "next_seq") == 0 && value) {
+        int64_t n = strtoll(value, NULL, 10);
+        if (n > e->next_seq)
+            e->next_seq = n;
+        e->seq_written = e->next_seq;
+    }
     return 0;
 }
 
@@ -645,6 +654,8 @@ static int load_job(void *ud, const jobq_job_row *r)
     j->updated_at = r->updated_at;
     j->hist_n = (uint16_t)r->hist_n;
     j->flags = JF_PERSISTED;
+    if (r->flags & JOBQ_ROW_CANCEL_REQUESTED)
+        j->flags |= JF_CANCEL_REQUESTED;
     j->lease_ms = q->o.defaults.lease_ms;
     if (jobq_job_apply_opts(j, r->opts)) {
         jobq_job_free(j);
@@ -653,7 +664,7 @@ static int load_job(void *ud, const jobq_job_row *r)
     if (!j->backoff)
         j->backoff = jobq_backoff_ref(q->o.defaults.backoff);
     if (r->result || r->error || r->progress || r->checkpoint || r->worker || r->started_at ||
-        r->finished_at || r->log_n) {
+        r->finished_at || r->log_n || r->lease) {
         jobq_job_extra *x = jobq_extra(j);
         x->result = g_strdup(r->result);
         x->error = g_strdup(r->error);
@@ -663,6 +674,9 @@ static int load_job(void *ud, const jobq_job_row *r)
         x->started_at = r->started_at;
         x->finished_at = r->finished_at;
         x->log_n = r->log_n;
+        x->log_first = MAX(0, r->log_n - (int)e->cfg.max_log_lines);
+        /* only a final job keeps its lease: a repeat of the call that ended it answers 200 */
+        x->lease = jobq_state_final(r->state) ? (uint64_t)r->lease : 0;
         x->log_attempt = j->attempt + (j->state == JOBQ_ACTIVE);
         if (r->error) {
             json_t *err = json_loads(r->error, 0, NULL);
@@ -671,8 +685,10 @@ static int load_job(void *ud, const jobq_job_row *r)
             json_decref(err);
         }
     }
-    if (r->seq >= e->next_seq)
+    if (r->seq >= e->next_seq) {
         e->next_seq = r->seq + 1;
+        e->seq_written = 0; /* the stored mark is behind: write it with the next batch */
+    }
     q->counts[j->state]++;
     g_hash_table_add(e->jobs, j);
     jobq_list_push(&e->all, &j->alink);
@@ -746,14 +762,20 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
     }
     e->loading = 0;
     e->started_at = now;
+    /* a restarted engine must never replay an old process's leases, whatever its seed */
+    e->rng ^= (uint64_t)now * 0x9E3779B97F4A7C15ull;
     /* jobs that were running when the last process died: back to waiting, no attempt spent;
      * their leases died with that process (a fresh random lease is made at the next fetch) */
     for (guint i = 0; i < was_active->len; i++) {
         jobq_job *j = g_ptr_array_index(was_active, i);
         if (j->x)
             j->x->lease = 0;
-        j->flags &= (uint16_t)~JF_CANCEL_REQUESTED;
-        jobq_make_ready(e, j, now);
+        if (j->flags & JF_CANCEL_REQUESTED) { /* acknowledged cancel: ends as at lease expiry */
+            if (j->x && j->x->worker) /* finalize releases the worker's slot: count it */
+                jobq_worker_active(e, j->x->worker, +1);
+            jobq_finalize(e, j, JOBQ_CANCELLED, now);
+        } else
+            jobq_make_ready(e, j, now);
     }
     g_ptr_array_free(was_active, TRUE);
     return 0;

@@ -7,14 +7,17 @@
  * statement is prepared once at open; text is bound SQLITE_STATIC because the batch
  * outlives the step.
  *
- * Schema (meta.schema_version = 1):
+ * Schema (meta.schema_version = 2):
  *   meta(key, value)                   the store's schema_version and the engine's pairs
  *   queues(id, name, config, created_at)
  *   jobs(seq INTEGER PRIMARY KEY, ...) seq is the rowid: loads come back in seq order and
  *                                      every change addresses the job by it. No secondary
  *                                      index: the engine holds its indexes in memory.
- *   history(job, n, ...) WITHOUT ROWID, logs(job, n, ...) WITHOUT ROWID: keyed (job, n),
- *                                      so one job's rows are one range, read in n order.
+ *                                      The history column holds the job's state changes as
+ *                                      JSON objects, each followed by a comma; a batch's
+ *                                      entries ride on the job's own INSERT/UPDATE, so a
+ *                                      state change costs no statement of its own.
+ *   logs(job, n, ...) WITHOUT ROWID:   keyed (job, n), one job's lines are one range.
  * DIR/LOCK carries an flock held for the store's life (and the holder's pid, for the error
  * message of the next opener).
  *
@@ -38,10 +41,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "store/store.h"
 #include "util/err.h"
+#include "util/jsonw.h"
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION "2"
 #define CACHE_KIB 65536         /* page cache per connection */
 #define WAL_IDLE_PAGES 1000     /* checkpoint when the writer idles (SQLite's default) */
 #define WAL_FORCE_PAGES 10000   /* checkpoint right after a commit (~40 MiB of WAL) */
@@ -55,9 +61,8 @@ enum stmt {
     S_JOB_INSERT,
     S_JOB_UPDATE,
     S_JOB_DELETE,
-    S_JOB_DELETE_HIST,
     S_JOB_DELETE_LOGS,
-    S_HIST_INSERT,
+    S_HIST_APPEND,
     S_LOG_INSERT,
     S_LOG_TRIM,
     S_QUEUE_PUT,
@@ -68,27 +73,27 @@ enum stmt {
     S_COUNT
 };
 
-/* JOB_INSERT and JOB_UPDATE share ?1..?17 (seq and the mutable columns), see bind_job. */
+/* JOB_INSERT and JOB_UPDATE share ?1..?20 (seq, the mutable columns, and the history entries
+ * this batch adds), see bind_job. */
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_JOB_INSERT] = "INSERT OR REPLACE INTO jobs(seq, state, priority, attempt, max_attempts,"
                      " stalls, run_at, updated_at, started_at, finished_at, hist_n, log_n,"
-                     " worker, progress, checkpoint, error, result,"
+                     " worker, progress, checkpoint, error, result, history, flags, lease,"
                      " id, queue_id, created_at, opts, data)"
                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-                     " ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                     " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     [S_JOB_UPDATE] = "UPDATE jobs SET state = ?2, priority = ?3, attempt = ?4,"
                      " max_attempts = ?5, stalls = ?6, run_at = ?7, updated_at = ?8,"
                      " started_at = ?9, finished_at = ?10, hist_n = ?11, log_n = ?12,"
                      " worker = ?13, progress = ?14, checkpoint = ?15, error = ?16,"
-                     " result = ?17 WHERE seq = ?1",
+                     " result = ?17, history = history || ?18, flags = ?19, lease = ?20"
+                     " WHERE seq = ?1",
     [S_JOB_DELETE] = "DELETE FROM jobs WHERE seq = ?1",
-    [S_JOB_DELETE_HIST] = "DELETE FROM history WHERE job = ?1",
     [S_JOB_DELETE_LOGS] = "DELETE FROM logs WHERE job = ?1",
-    [S_HIST_INSERT] = "INSERT OR REPLACE INTO history(job, n, at, from_state, to_state,"
-                      " attempt, worker, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_HIST_APPEND] = "UPDATE jobs SET history = history || ?2 WHERE seq = ?1",
     [S_LOG_INSERT] = "INSERT OR REPLACE INTO logs(job, n, attempt, at, line)"
                      " VALUES(?1, ?2, ?3, ?4, ?5)",
     [S_LOG_TRIM] = "DELETE FROM logs WHERE job = ?1 AND n < ?2",
@@ -96,8 +101,7 @@ static const char *const stmt_sql[S_COUNT] = {
                     " VALUES(?1, ?2, ?3, ?4)",
     [S_QUEUE_DELETE] = "DELETE FROM queues WHERE id = ?1",
     [S_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
-    [S_HIST_SELECT] = "SELECT n, at, from_state, to_state, attempt, worker, error"
-                      " FROM history WHERE job = ?1 ORDER BY n",
+    [S_HIST_SELECT] = "SELECT history FROM jobs WHERE seq = ?1",
     [S_LOG_SELECT] = "SELECT line FROM logs WHERE job = ?1 AND (?2 < 0 OR attempt = ?2)"
                      " ORDER BY n",
 };
@@ -113,11 +117,9 @@ static const char schema_sql[] =
     " max_attempts INTEGER NOT NULL, stalls INTEGER NOT NULL, run_at INTEGER NOT NULL,"
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER NOT NULL,"
     " finished_at INTEGER NOT NULL, hist_n INTEGER NOT NULL, log_n INTEGER NOT NULL,"
-    " worker TEXT, progress TEXT, checkpoint TEXT, error TEXT, result TEXT, opts TEXT,"
-    " data TEXT);"
-    "CREATE TABLE history(job INTEGER NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,"
-    " from_state INTEGER NOT NULL, to_state INTEGER NOT NULL, attempt INTEGER NOT NULL,"
-    " worker TEXT, error TEXT, PRIMARY KEY(job, n)) WITHOUT ROWID;"
+    " worker TEXT, progress TEXT, checkpoint TEXT, error TEXT, result TEXT,"
+    " history TEXT NOT NULL DEFAULT '', flags INTEGER NOT NULL DEFAULT 0,"
+    " lease INTEGER NOT NULL DEFAULT 0, opts TEXT, data TEXT);"
     "CREATE TABLE logs(job INTEGER NOT NULL, n INTEGER NOT NULL, attempt INTEGER NOT NULL,"
     " at INTEGER NOT NULL, line TEXT NOT NULL, PRIMARY KEY(job, n)) WITHOUT ROWID;"
     "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
@@ -126,7 +128,7 @@ static const char schema_sql[] =
 static const char load_jobs_sql[] =
     "SELECT seq, id, queue_id, state, priority, attempt, max_attempts, stalls, run_at,"
     " created_at, updated_at, started_at, finished_at, hist_n, log_n, worker, progress,"
-    " checkpoint, error, result, opts, data FROM jobs ORDER BY seq";
+    " checkpoint, error, result, opts, data, flags, lease FROM jobs ORDER BY seq";
 
 typedef struct sq {
     sqlite3 *db;
@@ -155,8 +157,9 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
-/* Binds ?1..?17 of S_JOB_UPDATE / S_JOB_INSERT; the insert adds ?18..?22. */
-static int bind_job(sqlite3_stmt *st, const jobq_job_row *r, bool insert)
+/* Binds ?1..?20 of S_JOB_UPDATE / S_JOB_INSERT; the insert adds ?21..?25. hist is the
+ * history text this batch adds to the job (NULL: none). */
+static int bind_job(sqlite3_stmt *st, const jobq_job_row *r, bool insert, const GString *hist)
 {
     int rc = sqlite3_bind_int64(st, 1, r->seq);
     rc |= sqlite3_bind_int(st, 2, r->state);
@@ -175,12 +178,16 @@ static int bind_job(sqlite3_stmt *st, const jobq_job_row *r, bool insert)
     rc |= bind_text(st, 15, r->checkpoint);
     rc |= bind_text(st, 16, r->error);
     rc |= bind_text(st, 17, r->result);
+    rc |= sqlite3_bind_text(st, 18, hist ? hist->str : "", hist ? (int)hist->len : 0,
+                            SQLITE_STATIC);
+    rc |= sqlite3_bind_int(st, 19, r->flags);
+    rc |= sqlite3_bind_int64(st, 20, r->lease);
     if (insert) {
-        rc |= bind_text(st, 18, r->id);
-        rc |= bind_text(st, 19, r->queue_id);
-        rc |= sqlite3_bind_int64(st, 20, r->created_at);
-        rc |= bind_text(st, 21, r->opts);
-        rc |= bind_text(st, 22, r->data);
+        rc |= bind_text(st, 21, r->id);
+        rc |= bind_text(st, 22, r->queue_id);
+        rc |= sqlite3_bind_int64(st, 23, r->created_at);
+        rc |= bind_text(st, 24, r->opts);
+        rc |= bind_text(st, 25, r->data);
     }
     return rc;
 }
@@ -199,8 +206,30 @@ static int run(sq *q, sqlite3_stmt *st)
     return rc;
 }
 
-/* Applies one record inside the open transaction. SQLITE_DONE on success. */
-static int apply_rec(sq *q, const jobq_rec *r)
+/* One history entry as the JSON object text it is kept as, with a trailing comma: a job's
+ * history column is these objects one after another, read back inside [ ]. */
+static void hist_text(GString *o, const jobq_hist_row *h)
+{
+    static const char *const names[] = {"waiting", "scheduled", "retrying",  "blocked", "active",
+                                        "review",  "completed", "failed",    "cancelled"};
+    int first = 1;
+    int from_ok = h->from_state >= 0 && h->from_state < 9;
+    int to_ok = h->to_state >= 0 && h->to_state < 9;
+
+    g_string_append_c(o, '{');
+    jobq_jw_kint(o, &first, "at", h->at);
+    jobq_jw_kstr(o, &first, "from", from_ok ? names[h->from_state] : NULL);
+    jobq_jw_kstr(o, &first, "to", to_ok ? names[h->to_state] : NULL);
+    jobq_jw_kint(o, &first, "attempt", h->attempt);
+    jobq_jw_kstr(o, &first, "worker", h->worker);
+    jobq_jw_kraw(o, &first, "error", h->error);
+    g_string_append(o, "},");
+}
+
+/* Applies one record inside the open transaction. SQLITE_DONE on success. hist maps a job's
+ * seq to the history text this batch adds to it; entries whose job has a row record here
+ * ride on that record's INSERT/UPDATE, the rest are appended on their own. */
+static int apply_rec(sq *q, const jobq_rec *r, GHashTable *hist, GHashTable *rows)
 {
     sqlite3_stmt *st;
     int rc;
@@ -209,13 +238,13 @@ static int apply_rec(sq *q, const jobq_rec *r)
     case JOBQ_REC_JOB_UPDATE: {
         bool insert = r->kind == JOBQ_REC_JOB_INSERT;
         st = q->st[insert ? S_JOB_INSERT : S_JOB_UPDATE];
-        rc = bind_job(st, &r->u.job, insert);
+        rc = bind_job(st, &r->u.job, insert, g_hash_table_lookup(hist, &r->u.job.seq));
         break;
     }
     case JOBQ_REC_JOB_DELETE:
-        for (int k = S_JOB_DELETE_HIST; k <= S_JOB_DELETE_LOGS; k++) {
-            sqlite3_bind_int64(q->st[k], 1, r->job_seq);
-            rc = run(q, q->st[k]);
+        if (r->logs) {
+            sqlite3_bind_int64(q->st[S_JOB_DELETE_LOGS], 1, r->job_seq);
+            rc = run(q, q->st[S_JOB_DELETE_LOGS]);
             if (rc != SQLITE_DONE) {
                 return rc;
             }
@@ -224,16 +253,22 @@ static int apply_rec(sq *q, const jobq_rec *r)
         rc = sqlite3_bind_int64(st, 1, r->job_seq);
         break;
     case JOBQ_REC_HIST: {
-        const jobq_hist_row *h = &r->u.hist;
-        st = q->st[S_HIST_INSERT];
-        rc = sqlite3_bind_int64(st, 1, h->job_seq);
-        rc |= sqlite3_bind_int(st, 2, h->n);
-        rc |= sqlite3_bind_int64(st, 3, h->at);
-        rc |= sqlite3_bind_int(st, 4, h->from_state);
-        rc |= sqlite3_bind_int(st, 5, h->to_state);
-        rc |= sqlite3_bind_int(st, 6, h->attempt);
-        rc |= bind_text(st, 7, h->worker);
-        rc |= bind_text(st, 8, h->error);
+        const GString *t;
+        if (g_hash_table_contains(rows, &r->u.hist.job_seq)) {
+            return SQLITE_DONE; /* written with the job's row */
+        }
+        t = g_hash_table_lookup(hist, &r->u.hist.job_seq);
+        if (!t || !t->len) {
+            return SQLITE_DONE; /* already appended with an earlier entry */
+        }
+        st = q->st[S_HIST_APPEND];
+        rc = sqlite3_bind_int64(st, 1, r->u.hist.job_seq);
+        rc |= sqlite3_bind_text(st, 2, t->str, (int)t->len, SQLITE_STATIC);
+        if (rc == SQLITE_OK) {
+            rc = run(q, st);
+            g_string_truncate((GString *)t, 0);
+            return rc;
+        }
         break;
     }
     case JOBQ_REC_LOG:
@@ -275,14 +310,42 @@ static int apply_rec(sq *q, const jobq_rec *r)
     return run(q, st);
 }
 
-/* Writer thread. One transaction for the whole batch; on failure nothing stays. */
+static void gstring_free(gpointer p)
+{
+    g_string_free(p, TRUE);
+}
+
+/* Writer thread. One transaction for the whole batch; on failure nothing stays. The batch's
+ * history entries are first grouped by job, so that a job's row and its history are one
+ * statement (a job whose row is deleted in this batch keeps none). */
 static int sq_apply(void *be, const jobq_batch *b)
 {
     sq *q = be;
-    int rc = run(q, q->st[S_BEGIN]);
-    for (size_t i = 0; rc == SQLITE_DONE && i < b->n; i++) {
-        rc = apply_rec(q, &b->recs[i]);
+    GHashTable *hist = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, gstring_free);
+    GHashTable *rows = g_hash_table_new(g_int64_hash, g_int64_equal);
+    int rc;
+
+    for (size_t i = 0; i < b->n; i++) {
+        const jobq_rec *r = &b->recs[i];
+        if (r->kind == JOBQ_REC_HIST) {
+            GString *t = g_hash_table_lookup(hist, &r->u.hist.job_seq);
+            if (!t) {
+                t = g_string_sized_new(128);
+                g_hash_table_insert(hist, (gpointer)&r->u.hist.job_seq, t);
+            }
+            hist_text(t, &r->u.hist);
+        } else if (r->kind == JOBQ_REC_JOB_INSERT || r->kind == JOBQ_REC_JOB_UPDATE) {
+            g_hash_table_add(rows, (gpointer)&r->u.job.seq);
+        } else if (r->kind == JOBQ_REC_JOB_DELETE) {
+            g_hash_table_add(rows, (gpointer)&r->job_seq); /* nothing to append to */
+        }
     }
+    rc = run(q, q->st[S_BEGIN]);
+    for (size_t i = 0; rc == SQLITE_DONE && i < b->n; i++) {
+        rc = apply_rec(q, &b->recs[i], hist, rows);
+    }
+    g_hash_table_destroy(hist);
+    g_hash_table_destroy(rows);
     if (rc == SQLITE_DONE) {
         rc = run(q, q->st[S_COMMIT]);
     }
@@ -332,49 +395,78 @@ static void free_hist(jobq_hist_row *rows, size_t n)
     free(rows);
 }
 
+static int state_num(const char *name)
+{
+    static const char *const names[] = {"waiting", "scheduled", "retrying",  "blocked", "active",
+                                        "review",  "completed", "failed",    "cancelled"};
+    for (int i = 0; name && i < 9; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Reads a job's history column back into rows (see hist_text for its form). */
 static int sq_read_history(void *be, int64_t job_seq, jobq_hist_row **out, size_t *out_n)
 {
     sq *q = be;
     sqlite3_stmt *st = q->st[S_HIST_SELECT];
     jobq_hist_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int ret = JOBQ_ENOMEM;
-    int rc;
+    json_t *arr = NULL, *e;
+    size_t n = 0, i;
+    int rc, ret = JOBQ_ECORRUPT;
 
     sqlite3_bind_int64(st, 1, job_seq);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            jobq_hist_row *grown = realloc(rows, ncap * sizeof(*grown));
-            if (!grown) {
-                goto out_fail;
-            }
-            rows = grown;
-            cap = ncap;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        GString *doc = g_string_sized_new(len + 2);
+        g_string_append_c(doc, '[');
+        g_string_append_len(doc, t ? t : "", (gssize)len);
+        if (doc->len > 1) {
+            g_string_truncate(doc, doc->len - 1); /* the last entry's comma */
         }
-        jobq_hist_row *h = &rows[n++];
-        memset(h, 0, sizeof(*h));
-        h->job_seq = job_seq;
-        h->n = sqlite3_column_int(st, 0);
-        h->at = sqlite3_column_int64(st, 1);
-        h->from_state = sqlite3_column_int(st, 2);
-        h->to_state = sqlite3_column_int(st, 3);
-        h->attempt = sqlite3_column_int(st, 4);
-        if (dup_col(st, 5, &h->worker) < 0 || dup_col(st, 6, &h->error) < 0) {
+        g_string_append_c(doc, ']');
+        arr = json_loadb(doc->str, doc->len, 0, NULL);
+        g_string_free(doc, TRUE);
+        if (!json_is_array(arr)) {
             goto out_fail;
         }
-    }
-    if (rc != SQLITE_DONE) {
+    } else if (rc != SQLITE_DONE) {
         ret = code_of(rc);
         goto out_fail;
     }
+    n = arr ? json_array_size(arr) : 0;
+    rows = calloc(n ? n : 1, sizeof(*rows));
+    if (!rows) {
+        ret = JOBQ_ENOMEM;
+        goto out_fail;
+    }
+    json_array_foreach(arr, i, e)
+    {
+        jobq_hist_row *h = &rows[i];
+        const char *w = json_string_value(json_object_get(e, "worker"));
+        json_t *err = json_object_get(e, "error");
+        h->job_seq = job_seq;
+        h->n = (int)i;
+        h->at = json_integer_value(json_object_get(e, "at"));
+        h->from_state = state_num(json_string_value(json_object_get(e, "from")));
+        h->to_state = state_num(json_string_value(json_object_get(e, "to")));
+        h->attempt = (int)json_integer_value(json_object_get(e, "attempt"));
+        h->worker = w ? strdup(w) : NULL;
+        h->error = err && !json_is_null(err) ? json_dumps(err, JSON_COMPACT) : NULL;
+    }
     sqlite3_reset(st);
+    json_decref(arr);
     *out = rows;
     *out_n = n;
     return 0;
 
 out_fail:
     sqlite3_reset(st);
+    json_decref(arr);
     free_hist(rows, n);
     return ret;
 }
@@ -466,6 +558,8 @@ static int load_job(sqlite3_stmt *st, const jobq_load_cb *cb)
         .result = (char *)sqlite3_column_text(st, 19),
         .opts = (char *)sqlite3_column_text(st, 20),
         .data = (char *)sqlite3_column_text(st, 21),
+        .flags = sqlite3_column_int(st, 22),
+        .lease = sqlite3_column_int64(st, 23),
     };
     return cb->job(cb->ud, &r);
 }

@@ -45,7 +45,11 @@ typedef struct jobq_job_row {
     char *worker;         /* last worker that ran it */
     int hist_n;           /* history entries written so far (next n) */
     int log_n;            /* log lines written so far (next n) */
+    int flags;            /* JOBQ_ROW_* */
+    int64_t lease;        /* the lease that ran the last attempt (repeat completions) */
 } jobq_job_row;
+
+enum { JOBQ_ROW_CANCEL_REQUESTED = 1 };
 
 typedef struct jobq_hist_row {
     int64_t job_seq;
@@ -68,8 +72,8 @@ typedef struct jobq_queue_row {
 typedef enum jobq_rec_kind {
     JOBQ_REC_JOB_INSERT,  /* row: every column */
     JOBQ_REC_JOB_UPDATE,  /* row: every column but data, opts, queue_id, id, created_at */
-    JOBQ_REC_JOB_DELETE,  /* job_seq: the job, its history and its logs */
-    JOBQ_REC_HIST,        /* hist */
+    JOBQ_REC_JOB_DELETE,  /* job_seq: the job and its history; its logs when `logs` */
+    JOBQ_REC_HIST,        /* hist: appended to the job's history in record order */
     JOBQ_REC_LOG,         /* log: append one line */
     JOBQ_REC_LOG_TRIM,    /* log: delete lines of job_seq with n < log.n */
     JOBQ_REC_QUEUE_PUT,   /* queue: insert or replace */
@@ -80,6 +84,7 @@ typedef enum jobq_rec_kind {
 typedef struct jobq_rec {
     jobq_rec_kind kind;
     int64_t job_seq;                 /* JOB_DELETE */
+    int logs;                        /* JOB_DELETE: the job has log lines to delete too */
     union {
         jobq_job_row job;            /* JOB_INSERT, JOB_UPDATE */
         jobq_hist_row hist;          /* HIST */

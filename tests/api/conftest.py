@@ -238,7 +238,7 @@ class Client:
     def url(self):
         return f"http://{self.host}:{self.port}"
 
-    def request(self, method, path, body=_NOBODY, headers=None, timeout=30.0):
+    def request(self, method, path, body=_NOBODY, headers=None, timeout=10.0):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             hdrs = {}
@@ -322,7 +322,7 @@ class Client:
         body = {"queues": [queues] if isinstance(queues, str) else list(queues),
                 "count": count, "wait_ms": wait_ms, "worker": worker}
         body.update(extra)
-        t = timeout if timeout is not None else 30.0 + wait_ms / 1000.0
+        t = timeout if timeout is not None else 10.0 + wait_ms / 1000.0
         return self.call("POST", "/v1/fetch", body, 200, timeout=t)["jobs"]
 
     def fetch_one(self, queues, **kw):

@@ -90,6 +90,19 @@ def test_pipelining(srv, q):
     assert srv.queue(q)["counts"]["waiting"] == 2
 
 
+def test_every_request_answered_without_other_traffic(srv, q):
+    # A reply completed off the request path (after the store commits) must be sent without
+    # waiting for unrelated network activity to wake the server.
+    hung = []
+    for i in range(100):
+        try:
+            r = srv.request("POST", f"/v1/queues/{q}/jobs", {"data": i}, timeout=5)
+            assert r.status == 201, r
+        except TimeoutError:
+            hung.append(i)
+    assert not hung, f"{len(hung)} of 100 enqueues got no answer within 5 s: {hung[:10]}"
+
+
 def test_many_connections_at_once(srv, q):
     results = []
 

@@ -30,9 +30,9 @@
 /* ---------------------------------------------------------------- hooks */
 
 typedef struct hook_log {
-    int ready;            /* ready() calls */
-    int final;            /* final() calls with deleted = 0 */
-    int deleted;          /* final() calls with deleted = 1 */
+    int ready;   /* ready() calls */
+    int final;   /* final() calls with deleted = 0 */
+    int deleted; /* final() calls with deleted = 1 */
     jobq_queue *last_ready;
     int last_final_state; /* state of the job at the last final(deleted = 0) */
 } hook_log;
@@ -147,8 +147,7 @@ static H_UNUSED jobq_job *enq(jobq_engine *e, const char *queue, const char *id,
 }
 
 /* Enqueues from JSON text through jobq_job_spec_parse (asserts both succeed). */
-static H_UNUSED jobq_job *enq_json(jobq_engine *e, const char *queue, const char *json,
-                                   int64_t now)
+static H_UNUSED jobq_job *enq_json(jobq_engine *e, const char *queue, const char *json, int64_t now)
 {
     json_error_t err;
     json_t *o = json_loads(json, 0, &err);
@@ -168,8 +167,8 @@ static H_UNUSED jobq_job *enq_json(jobq_engine *e, const char *queue, const char
 }
 
 /* Fetches from one queue; returns how many. */
-static H_UNUSED size_t fetchq(jobq_engine *e, const char *queue, size_t count,
-                              const char *worker, int64_t now, jobq_job **out)
+static H_UNUSED size_t fetchq(jobq_engine *e, const char *queue, size_t count, const char *worker,
+                              int64_t now, jobq_job **out)
 {
     const char *qs[1] = {queue};
 
@@ -276,8 +275,8 @@ static H_UNUSED int64_t job_run_at(const jobq_engine *e, const jobq_job *j, int6
 }
 
 /* error.type of the rendered job into buf ("" when there is no error / no type). */
-static H_UNUSED void job_error_type(const jobq_engine *e, const jobq_job *j, int64_t now,
-                                    char *buf, size_t n)
+static H_UNUSED void job_error_type(const jobq_engine *e, const jobq_job *j, int64_t now, char *buf,
+                                    size_t n)
 {
     json_t *o = job_json(e, j, now);
     const char *t = json_string_value(json_object_get(json_object_get(o, "error"), "type"));
@@ -293,6 +292,7 @@ typedef struct simstore {
     GHashTable *jobs;   /* seq (int64 key) → jobq_job_row* */
     GHashTable *queues; /* id → jobq_queue_row* */
     GHashTable *hist;   /* seq → GArray of jobq_hist_row (worker/error not kept) */
+    GHashTable *meta;   /* key → value (both owned) */
     size_t batches;
 } simstore;
 
@@ -326,6 +326,7 @@ static H_UNUSED simstore *sim_new(void)
     s->jobs = g_hash_table_new_full(g_int64_hash, g_int64_equal, free, sim_row_free);
     s->queues = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, sim_qrow_free);
     s->hist = g_hash_table_new_full(g_int64_hash, g_int64_equal, free, sim_hist_free);
+    s->meta = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     return s;
 }
 
@@ -336,6 +337,7 @@ static H_UNUSED void sim_free(simstore *s)
     g_hash_table_destroy(s->jobs);
     g_hash_table_destroy(s->queues);
     g_hash_table_destroy(s->hist);
+    g_hash_table_destroy(s->meta);
     free(s);
 }
 
@@ -392,6 +394,8 @@ static H_UNUSED void sim_apply(simstore *s, const jobq_batch *b)
             d->finished_at = src->finished_at;
             d->hist_n = src->hist_n;
             d->log_n = src->log_n;
+            d->flags = src->flags;
+            d->lease = src->lease;
             free(d->result);
             d->result = sdup(src->result);
             free(d->error);
@@ -432,6 +436,9 @@ static H_UNUSED void sim_apply(simstore *s, const jobq_batch *b)
         case JOBQ_REC_QUEUE_DELETE:
             g_hash_table_remove(s->queues, r->u.queue.id);
             break;
+        case JOBQ_REC_META_PUT:
+            g_hash_table_replace(s->meta, g_strdup(r->u.meta.key), g_strdup(r->u.meta.value));
+            break;
         default:
             break;
         }
@@ -468,6 +475,11 @@ static H_UNUSED void sim_load(simstore *s, jobq_engine *e, int64_t now)
     GPtrArray *rows = g_ptr_array_new();
     int rc;
 
+    g_hash_table_iter_init(&it, s->meta);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        rc = cb.meta(cb.ud, k, v);
+        cr_assert_eq(rc, 0, "load meta = %d", rc);
+    }
     g_hash_table_iter_init(&it, s->queues);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         rc = cb.queue(cb.ud, v);
