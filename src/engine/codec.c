@@ -132,7 +132,12 @@ fail:
 void jobq_backoff_render(const jobq_backoff *b, GString *o)
 {
     int first = 1;
+    size_t start = o->len;
 
+    if (b->json) {
+        g_string_append(o, b->json);
+        return;
+    }
     g_string_append_c(o, '{');
     switch (b->type) {
     case JOBQ_BACKOFF_FIXED:
@@ -150,14 +155,20 @@ void jobq_backoff_render(const jobq_backoff *b, GString *o)
         jobq_jw_kstr(o, &first, "type", "list");
         jobq_jw_key(o, &first, "delays_ms");
         g_string_append_c(o, '[');
-        for (size_t i = 0; i < b->n; i++)
-            g_string_append_printf(o, "%s%" G_GINT64_FORMAT, i ? "," : "", b->delays[i]);
+        for (size_t i = 0; i < b->n; i++) {
+            if (i)
+                g_string_append_c(o, ',');
+            jobq_jw_int(o, b->delays[i]);
+        }
         g_string_append_c(o, ']');
         break;
     }
     jobq_jw_key(o, &first, "jitter");
     g_string_append_printf(o, "%.17g", b->jitter);
     g_string_append_c(o, '}');
+    /* a backoff never changes once made: keep the text (the cast drops only the cache's
+     * constness) */
+    ((jobq_backoff *)b)->json = g_strndup(o->str + start, o->len - start);
 }
 
 static int get_str(const json_t *v, size_t max, const char **out)

@@ -74,6 +74,7 @@ typedef struct jobq_backoff {
     int64_t max_ms;     /* exponential: cap, 0 = none */
     double jitter;      /* 0..1: delay is drawn from [delay*(1-jitter), delay] */
     size_t n;           /* list: number of delays */
+    char *json;         /* its JSON text, made on first render (it never changes after) */
     int64_t delays[];   /* list: delays in ms; the last one repeats */
 } jobq_backoff;
 

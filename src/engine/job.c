@@ -38,8 +38,10 @@ jobq_backoff *jobq_backoff_ref(jobq_backoff *b)
 
 void jobq_backoff_unref(jobq_backoff *b)
 {
-    if (b && --b->refs == 0)
+    if (b && --b->refs == 0) {
+        g_free(b->json);
         g_free(b);
+    }
 }
 
 int64_t jobq_backoff_delay(const jobq_backoff *b, int attempt, double rnd)

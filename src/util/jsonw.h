@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <glib.h>
 
+/* Appends v in decimal. */
+void jobq_jw_int(GString *o, int64_t v);
 /* Appends s as a quoted JSON string (NULL → null). */
 void jobq_jw_str(GString *o, const char *s);
 /* Appends ,"key": (no comma when *first, which is then cleared). */
