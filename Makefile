@@ -70,7 +70,7 @@ run: deps
 	./$(BUILD)/jobqd --data ./jobq-data
 
 unit: $(BUILD)/test-unit
-	./$(BUILD)/test-unit -j2 --ascii
+	LSAN_OPTIONS=suppressions=$(abspath tests/unit/lsan.supp) ./$(BUILD)/test-unit -j2 --ascii
 
 api: all
 	JOBQD=$(abspath $(BUILD)/jobqd) JOBQ=$(abspath $(BUILD)/jobq) \
