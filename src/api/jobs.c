@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "util/jsonw.h"
+#include "util/jspan.h"
 
 #define MAX_BULK 10000
 
@@ -109,6 +110,21 @@ static void finish_enqueue(jobq_app *a, jobq_req *rq)
     jobq_api_gstring(rq, 201, o);
 }
 
+/* The raw text of each item's "data" in the body (DESIGN.md principle 6: payloads are kept
+ * as the bytes the client sent). A NULL span makes the parser serialise the tree instead. */
+typedef struct spans {
+    jobq_jspan *v;
+    size_t n;
+} spans;
+
+static void data_span(void *ud, size_t i, jobq_jspan el)
+{
+    spans *sp = ud;
+
+    if (i < sp->n)
+        sp->v[i] = jobq_jspan_member(el.p, el.p + el.len, "data");
+}
+
 void jobq_h_enqueue(jobq_req *rq)
 {
     jobq_app *a = jobq_req_app(rq);
@@ -117,6 +133,7 @@ void jobq_h_enqueue(jobq_req *rq)
     json_t *body, *items;
     jobq_job_spec *specs = NULL;
     jobq_job **jobs = NULL;
+    spans sp = {NULL, 0};
     size_t n = 0, parsed = 0;
     int bulk, rc;
     long bad = -1;
@@ -139,10 +156,24 @@ void jobq_h_enqueue(jobq_req *rq)
     if (q)
         queue = jobq_queue_name(q); /* {q} may be the id */
     specs = g_new0(jobq_job_spec, n);
+    sp.v = g_new0(jobq_jspan, n);
+    sp.n = n;
+    {
+        size_t len;
+        const char *text = jobq_req_body(rq, &len), *end = text + len;
+        if (bulk) {
+            jobq_jspan arr = jobq_jspan_member(text, end, "jobs");
+            if (arr.p)
+                jobq_jspan_each(arr.p, arr.p + arr.len, data_span, &sp);
+        } else {
+            sp.v[0] = jobq_jspan_member(text, end, "data");
+        }
+    }
     for (parsed = 0; parsed < n; parsed++) {
         const char *field = NULL, *why = NULL;
         json_t *item = bulk ? json_array_get(items, parsed) : body;
-        rc = jobq_job_spec_parse(item, now, &specs[parsed], &field, &why);
+        rc = jobq_job_spec_parse_raw(item, sp.v[parsed].p, sp.v[parsed].len, now, &specs[parsed],
+                                     &field, &why);
         if (rc == JOBQ_EINVAL) {
             GString *det = g_string_new("{");
             GString *msg = g_string_new(NULL);
@@ -206,6 +237,7 @@ out:
     for (size_t i = 0; i < parsed && specs; i++)
         jobq_job_spec_clear(&specs[i]);
     g_free(specs);
+    g_free(sp.v);
     g_free(jobs);
     json_decref(body);
 }

@@ -210,6 +210,12 @@ void jobq_job_spec_clear(jobq_job_spec *s)
 int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *s, const char **field,
                         const char **why)
 {
+    return jobq_job_spec_parse_raw(obj, NULL, 0, now, s, field, why);
+}
+
+int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_len, int64_t now,
+                            jobq_job_spec *s, const char **field, const char **why)
+{
     const char *key;
     json_t *v;
     int has_delay = 0, has_run_at = 0;
@@ -225,6 +231,11 @@ int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *s, const 
     {
         *field = key;
         if (!strcmp(key, "data")) {
+            if (raw_data) {
+                s->data = raw_data;
+                s->data_len = raw_len;
+                continue;
+            }
             s->own_data = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             if (!s->own_data)
                 goto nomem;

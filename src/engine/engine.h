@@ -191,6 +191,10 @@ typedef struct jobq_job_spec {
  * JOBQ_EINVAL with *field and *why. */
 int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *spec, const char **field,
                         const char **why);
+/* The same, with the payload given as the exact JSON text the client sent for "data"
+ * (borrowed; NULL: serialise obj's "data" instead). */
+int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_len, int64_t now,
+                            jobq_job_spec *spec, const char **field, const char **why);
 void jobq_job_spec_clear(jobq_job_spec *spec);
 
 /* Priority names: low=-10 normal=0 high=10 urgent=20. 0 and *out set, or -1. */
