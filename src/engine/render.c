@@ -23,7 +23,7 @@ void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, in
     jobq_jw_kstr(o, &first, "queue", j->q->name);
     jobq_jw_kstr(o, &first, "name", x ? x->name : NULL);
     jobq_jw_key(o, &first, "data");
-    g_string_append_len(o, j->data, j->data_len);
+    jobq_jw_put(o, j->data, j->data_len);
     jobq_jw_kstr(o, &first, "state", jobq_state_name(j->state));
     jobq_jw_kint(o, &first, "priority", j->priority);
     jobq_jw_kstr(o, &first, "group", x ? x->group : NULL);

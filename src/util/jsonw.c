@@ -10,7 +10,7 @@ void jobq_jw_str(GString *o, const char *s)
     const unsigned char *p, *run;
 
     if (!s) {
-        g_string_append_len(o, "null", 4);
+        jobq_jw_put(o, "null", 4);
         return;
     }
     g_string_append_c(o, '"');
@@ -18,14 +18,14 @@ void jobq_jw_str(GString *o, const char *s)
     for (p = run; *p; p++) {
         if (*p >= 0x20 && *p != '"' && *p != '\\')
             continue;
-        g_string_append_len(o, (const char *)run, (gssize)(p - run));
+        jobq_jw_put(o, (const char *)run, (size_t)(p - run));
         run = p + 1;
         switch (*p) {
         case '"':
-            g_string_append_len(o, "\\\"", 2);
+            jobq_jw_put(o, "\\\"", 2);
             break;
         case '\\':
-            g_string_append_len(o, "\\\\", 2);
+            jobq_jw_put(o, "\\\\", 2);
             break;
         case '\n':
             g_string_append_len(o, "\\n", 2);
@@ -38,11 +38,11 @@ void jobq_jw_str(GString *o, const char *s)
             break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-            g_string_append_len(o, u, 6);
+            jobq_jw_put(o, u, 6);
         }
         }
     }
-    g_string_append_len(o, (const char *)run, (gssize)(p - run));
+    jobq_jw_put(o, (const char *)run, (size_t)(p - run));
     g_string_append_c(o, '"');
 }
 
@@ -54,8 +54,8 @@ void jobq_jw_key(GString *o, int *first, const char *key)
         g_string_append_c(o, ',');
     *first = 0;
     g_string_append_c(o, '"');
-    g_string_append_len(o, key, (gssize)n);
-    g_string_append_len(o, "\":", 2);
+    jobq_jw_put(o, key, n);
+    jobq_jw_put(o, "\":", 2);
 }
 
 void jobq_jw_kstr(GString *o, int *first, const char *key, const char *s)
@@ -76,7 +76,7 @@ void jobq_jw_int(GString *o, int64_t v)
     } while (u);
     if (v < 0)
         *--p = '-';
-    g_string_append_len(o, p, (gssize)(buf + sizeof buf - p));
+    jobq_jw_put(o, p, (size_t)(buf + sizeof buf - p));
 }
 
 void jobq_jw_kint(GString *o, int *first, const char *key, int64_t v)
@@ -97,16 +97,16 @@ void jobq_jw_kraw(GString *o, int *first, const char *key, const char *raw)
 {
     jobq_jw_key(o, first, key);
     if (raw)
-        g_string_append(o, raw);
+        jobq_jw_put(o, raw, strlen(raw));
     else
-        g_string_append_len(o, "null", 4);
+        jobq_jw_put(o, "null", 4);
 }
 
 void jobq_jw_kbool(GString *o, int *first, const char *key, int v)
 {
     jobq_jw_key(o, first, key);
     if (v)
-        g_string_append_len(o, "true", 4);
+        jobq_jw_put(o, "true", 4);
     else
-        g_string_append_len(o, "false", 5);
+        jobq_jw_put(o, "false", 5);
 }

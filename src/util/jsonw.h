@@ -9,7 +9,22 @@
 #define JOBQ_JSONW_H
 
 #include <stdint.h>
+#include <string.h>
 #include <glib.h>
+
+/* Appends n bytes of s. GLib's g_string_append_len takes the general insert path (about 85
+ * instructions a call); answers append millions of short pieces, so the common case of
+ * enough room is a plain copy here. */
+static inline void jobq_jw_put(GString *o, const char *s, size_t n)
+{
+    if (o->allocated_len - o->len > n) {
+        memcpy(o->str + o->len, s, n);
+        o->len += n;
+        o->str[o->len] = '\0';
+    } else {
+        g_string_append_len(o, s, (gssize)n);
+    }
+}
 
 /* Appends v in decimal. */
 void jobq_jw_int(GString *o, int64_t v);
