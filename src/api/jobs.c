@@ -370,7 +370,9 @@ void jobq_h_job_delete(jobq_req *rq)
     jobq_api_reply_durable(a, rq, 204, NULL);
 }
 
-void jobq_h_job_cancel(jobq_req *rq)
+/* An admin verb on one job that answers the job once the change is durable. */
+static void job_verb(jobq_req *rq, int (*fn)(jobq_engine *, jobq_job *, int64_t),
+                     const char *refusal)
 {
     jobq_app *a = jobq_req_app(rq);
     jobq_job *j;
@@ -378,28 +380,22 @@ void jobq_h_job_cancel(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
         return;
-    rc = jobq_engine_job_cancel(jobq_app_engine(a), j, jobq_app_now());
+    rc = fn(jobq_app_engine(a), j, jobq_app_now());
     if (rc) {
-        jobq_api_fail(rq, rc, "the job has already ended");
+        jobq_api_fail(rq, rc, refusal);
         return;
     }
     jobq_api_reply_durable(a, rq, 200, render(a, j));
 }
 
+void jobq_h_job_cancel(jobq_req *rq)
+{
+    job_verb(rq, jobq_engine_job_cancel, "the job has already ended");
+}
+
 void jobq_h_job_retry(jobq_req *rq)
 {
-    jobq_app *a = jobq_req_app(rq);
-    jobq_job *j;
-    int rc;
-
-    if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
-        return;
-    rc = jobq_engine_job_retry(jobq_app_engine(a), j, jobq_app_now());
-    if (rc) {
-        jobq_api_fail(rq, rc, "only failed or cancelled jobs can be retried");
-        return;
-    }
-    jobq_api_reply_durable(a, rq, 200, render(a, j));
+    job_verb(rq, jobq_engine_job_retry, "only failed or cancelled jobs can be retried");
 }
 
 void jobq_h_job_patch(jobq_req *rq)

@@ -299,10 +299,11 @@ out:
 
 /* ---------------------------------------------------------------- complete and fail */
 
-/* Parses a fail body's error into f (strings borrowed from body / *msgbuf). 0 or -1 (400
- * sent). */
-static int parse_failure(jobq_req *rq, const json_t *err, const json_t *retry_in,
-                         jobq_failure *f, char **details)
+/* Parses a failure (the "error" object and "retry_in_ms") into f; strings are borrowed from
+ * the JSON, *details is new (free()). NULL on success, else the reason, with *field naming
+ * the offending field. */
+static const char *parse_failure(const json_t *err, const json_t *retry_in, jobq_failure *f,
+                                 char **details, const char **field)
 {
     json_t *v;
     const char *key;
@@ -311,18 +312,15 @@ static int parse_failure(jobq_req *rq, const json_t *err, const json_t *retry_in
     f->retryable = 1;
     f->retry_in_ms = -1;
     *details = NULL;
-    if (!json_is_object(err)) {
-        jobq_api_bad_field(rq, "error", "is required: {\"message\", \"type\"?, \"retryable\"?, "
-                                        "\"details\"?}");
-        return -1;
-    }
+    *field = "error";
+    if (!json_is_object(err))
+        return "is required: {\"message\", \"type\"?, \"retryable\"?, \"details\"?}";
     json_object_foreach((json_t *)err, key, v)
     {
         if (!strcmp(key, "message") || !strcmp(key, "type")) {
             if (!json_is_string(v) || json_string_length(v) > 65536) {
-                jobq_api_bad_field(rq, !strcmp(key, "type") ? "error.type" : "error.message",
-                                   "must be a string of at most 65536 bytes");
-                return -1;
+                *field = !strcmp(key, "type") ? "error.type" : "error.message";
+                return "must be a string of at most 65536 bytes";
             }
             if (!strcmp(key, "message"))
                 f->message = json_string_value(v);
@@ -330,27 +328,27 @@ static int parse_failure(jobq_req *rq, const json_t *err, const json_t *retry_in
                 f->type = json_string_value(v);
         } else if (!strcmp(key, "retryable")) {
             if (!json_is_boolean(v)) {
-                jobq_api_bad_field(rq, "error.retryable", "must be true or false");
-                return -1;
+                *field = "error.retryable";
+                return "must be true or false";
             }
             f->retryable = json_is_true(v);
         } else if (!strcmp(key, "details")) {
+            free(*details);
             *details = dump(v);
             f->details = *details;
         } else {
-            jobq_api_bad_field(rq, "error", "unknown field (message, type, retryable, details)");
-            return -1;
+            return "unknown field (message, type, retryable, details)";
         }
     }
     if (retry_in) {
         if (!json_is_integer(retry_in) || json_integer_value(retry_in) < 0 ||
             json_integer_value(retry_in) > INT64_C(86400000) * 365) {
-            jobq_api_bad_field(rq, "retry_in_ms", "must be a non-negative integer (ms)");
-            return -1;
+            *field = "retry_in_ms";
+            return "must be a non-negative integer (ms)";
         }
         f->retry_in_ms = json_integer_value(retry_in);
     }
-    return 0;
+    return NULL;
 }
 
 static void finish_job(jobq_app *a, jobq_req *rq)
@@ -413,9 +411,15 @@ void jobq_h_fail(jobq_req *rq)
     body = jobq_api_body(rq, 1);
     if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
         goto out;
-    if (parse_failure(rq, json_object_get(body, "error"), json_object_get(body, "retry_in_ms"),
-                      &f, &details))
-        goto out;
+    {
+        const char *field, *why = parse_failure(json_object_get(body, "error"),
+                                                json_object_get(body, "retry_in_ms"), &f,
+                                                &details, &field);
+        if (why) {
+            jobq_api_bad_field(rq, field, why);
+            goto out;
+        }
+    }
     rc = jobq_engine_fail(jobq_app_engine(a), j, lease, &f, jobq_app_now(), NULL);
     if (rc) {
         lease_error(rq, rc, j);
@@ -496,29 +500,19 @@ static void ack_item(jobq_app *a, jobq_req *rq, const json_t *item, GString *o, 
         code = "not_found";
         msg = "job not found";
     } else if (err) {
-        jobq_failure f = {.retryable = 1, .retry_in_ms = -1};
+        jobq_failure f;
         char *details = NULL;
-        if (!json_is_object(err)) {
+        const char *field;
+        msg = parse_failure(err, json_object_get(item, "retry_in_ms"), &f, &details, &field);
+        if (msg) {
             status = 400;
             code = "invalid_argument";
-            msg = "error must be an object";
-        } else {
-            f.message = json_string_value(json_object_get(err, "message"));
-            f.type = json_string_value(json_object_get(err, "type"));
-            if (json_is_boolean(json_object_get(err, "retryable")))
-                f.retryable = json_is_true(json_object_get(err, "retryable"));
-            details = dump(json_object_get(err, "details"));
-            f.details = details;
-            if (json_is_integer(json_object_get(item, "retry_in_ms")))
-                f.retry_in_ms = json_integer_value(json_object_get(item, "retry_in_ms"));
-            rc = jobq_engine_fail(e, j, json_string_value(lease), &f, now, NULL);
-            if (rc) {
-                status = 409;
-                code = "lease_lost";
-                msg = "job is not active under this lease";
-            }
-            free(details);
+        } else if (jobq_engine_fail(e, j, json_string_value(lease), &f, now, NULL)) {
+            status = 409;
+            code = "lease_lost";
+            msg = "job is not active under this lease";
         }
+        free(details);
     } else {
         char *result = dump(json_object_get(item, "result"));
         rc = jobq_engine_complete(e, j, json_string_value(lease), result, now, NULL);
