@@ -4,7 +4,8 @@
  * One process, one libuv loop, one thread. A run is one workload against one queue; it
  * records one latency sample per measured unit (request, batch or job, per workload) and
  * reports throughput and percentiles as a single JSON line. Connections are raw keep-alive
- * TCP with a minimal HTTP/1.1 reader (conn.c); the workloads live in workloads.c.
+ * TCP with a minimal HTTP/1.1 reader (conn.c); the workloads live in workloads.c and read
+ * fetch answers with jscan.c.
  *
  * Nothing here retries a failed request: the first non-2xx answer, transport error or
  * unexpected answer shape ends the run with a non-zero exit status.

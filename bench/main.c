@@ -158,23 +158,34 @@ static double percentile_us(const struct bench *b, double pct)
     return (double)b->samples[rank - 1] / 1e3;
 }
 
+/* List the requests still waiting for an answer on stderr: at most 5, then a count. */
+static void print_waiting(struct bench *b)
+{
+    bench_conn *c;
+    int n = 0;
+
+    for (c = b->all_conns; c; c = bench_next_conn(c)) {
+        if (bench_conn_busy(c) && n++ < 5) {
+            fprintf(stderr, "  waiting: %s\n", bench_conn_describe(c));
+        }
+    }
+    if (n > 5) {
+        fprintf(stderr, "  waiting: ... %d more\n", n - 5);
+    }
+}
+
 /* Every second: a progress line each 10 s, and give up after stall_s without an answer. */
 static void on_watchdog(uv_timer_t *t)
 {
     struct bench *b = t->data;
-    bench_conn *c;
 
     b->tick_s++;
     if (b->answers != b->last_answers) {
         b->last_answers = b->answers;
         b->idle_s = 0;
     } else if (++b->idle_s >= b->stall_s) {
-        fprintf(stderr, "jobq-bench: no answer for %d s; requests still waiting:\n", b->idle_s);
-        for (c = b->all_conns; c; c = bench_next_conn(c)) {
-            if (bench_conn_busy(c)) {
-                fprintf(stderr, "  %s\n", bench_conn_describe(c));
-            }
-        }
+        fprintf(stderr, "jobq-bench: no answer for %d s\n", b->idle_s);
+        print_waiting(b);
         bench_fail(b, "%s stalled after %ld of %ld jobs (%llu answers)", b->workload, b->done_jobs,
                    b->jobs, (unsigned long long)b->answers);
         return;

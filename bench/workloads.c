@@ -16,6 +16,7 @@
  * throughput; it measures.
  */
 #include "bench.h"
+#include "jscan.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -241,39 +242,82 @@ static int add_segment(struct bench_buf *out, const char *s)
     return 0;
 }
 
-/* Borrowed id and lease of fetched job `i`, or -1 after failing the run. */
-static int job_id_lease(struct bench *b, json_t *jobs, size_t i, const char **id,
-                        const char **lease)
-{
-    json_t *job = json_array_get(jobs, i);
+/* One fetch answer, as scan_fetch() read it. */
+struct fetched {
+    struct bench *b;
+    size_t max;             /* jobs asked for */
+    struct bench_buf *acks; /* w2: an ack item per job is appended here; else NULL */
+    char id[160];           /* the first job's id, decoded */
+    struct jscan_val lease; /* the first job's lease token, borrowed from the answer */
+};
 
-    *id = json_string_value(json_object_get(job, "id"));
-    *lease = json_string_value(json_object_get(job, "lease"));
-    if (!*id || !*lease) {
-        bench_fail(b, "POST /v1/fetch: jobs[%zu] lacks a string \"id\" or \"lease\"", i);
-        return -1;
+static int on_fetched_job(void *arg, size_t i, const struct jscan_val *v)
+{
+    struct fetched *f = arg;
+
+    if (!v[0].p || *v[0].p != '"' || !v[1].p || *v[1].p != '"') {
+        bench_fail(f->b, "POST /v1/fetch: jobs[%zu] lacks a string \"id\" or \"lease\"", i);
+        return 1;
+    }
+    if (i >= f->max) {
+        bench_fail(f->b, "POST /v1/fetch: asked for %zu jobs, got more", f->max);
+        return 1;
+    }
+    if (i == 0) {
+        if (jscan_string(&v[0], f->id, sizeof(f->id)) < 0) {
+            bench_fail(f->b, "POST /v1/fetch: jobs[0].id is too long: %.*s",
+                       v[0].n > 200 ? 200 : (int)v[0].n, v[0].p);
+            return 1;
+        }
+        f->lease = v[1];
+    }
+    /* the tokens are JSON string literals: copied as they are */
+    if (f->acks &&
+        (bench_buf_adds(f->acks, i ? ",{\"id\":" : "{\"id\":") < 0 ||
+         bench_buf_add(f->acks, v[0].p, v[0].n) < 0 || bench_buf_adds(f->acks, ",\"lease\":") < 0 ||
+         bench_buf_add(f->acks, v[1].p, v[1].n) < 0 ||
+         bench_buf_adds(f->acks, ",\"result\":null}") < 0)) {
+        bench_fail(f->b, "out of memory building an ack");
+        return 1;
     }
     return 0;
 }
 
-/* The "jobs" array of a fetch answer (borrowed from *root, which is new), or NULL after
- * failing the run. */
-static json_t *fetched_jobs(struct bench *b, const struct bench_resp *r, json_t **root)
+/* Number of jobs in fetch answer `r`, or -1 after failing the run. */
+static long scan_fetch(const struct bench_resp *r, struct fetched *f)
 {
-    json_error_t err;
-    json_t *jobs;
+    static const char *const keys[] = {"id", "lease"};
+    long n = jscan_items(r->body, r->len, "jobs", keys, 2, on_fetched_job, f);
 
-    *root = json_loadb(r->body, r->len, 0, &err);
-    if (!*root) {
-        bench_fail(b, "POST /v1/fetch: answer is not JSON (%s): %.200s", err.text, r->body);
-        return NULL;
+    if (n == -1) {
+        bench_fail(f->b, "POST /v1/fetch: answer is not {\"jobs\":[{...}]}: %.300s", r->body);
     }
-    jobs = json_object_get(*root, "jobs");
-    if (!json_is_array(jobs)) {
-        bench_fail(b, "POST /v1/fetch: answer has no \"jobs\" array: %.200s", r->body);
-        return NULL;
+    return n < 0 ? -1 : n;
+}
+
+/* POST path and body completing job `id` under `lease`. 0, or -1 after failing the run. */
+static int build_complete(struct bench *b, char *path, size_t cap, struct bench_buf *body,
+                          const char *id, const struct jscan_val *lease)
+{
+    struct bench_buf p = {0};
+    int rc = -1;
+
+    body->len = 0;
+    if (bench_buf_adds(body, "{\"lease\":") < 0 || bench_buf_add(body, lease->p, lease->n) < 0 ||
+        bench_buf_adds(body, "}") < 0 || bench_buf_adds(&p, "/v1/jobs/") < 0 ||
+        add_segment(&p, id) < 0 || bench_buf_adds(&p, "/complete") < 0) {
+        bench_fail(b, "out of memory building a complete");
+        goto out;
     }
-    return jobs;
+    if (p.len >= cap) {
+        bench_fail(b, "job id too long for a path: %.100s", id);
+        goto out;
+    }
+    memcpy(path, p.data, p.len + 1);
+    rc = 0;
+out:
+    bench_buf_fini(&p);
+    return rc;
 }
 
 static void loop_done(struct bench *b)
@@ -289,34 +333,36 @@ static void loop_done(struct bench *b)
     bench_finish(b);
 }
 
+static int on_ack_item(void *arg, size_t i, const struct jscan_val *v)
+{
+    (void)arg;
+    if (v[0].n != 3 || memcmp(v[0].p, "200", 3) != 0) {
+        bench_fail(drn.b, "POST /v1/ack: results[%zu] has status %.*s, error %.*s", i,
+                   v[0].p ? (int)v[0].n : 6, v[0].p ? v[0].p : "absent",
+                   v[1].p ? (v[1].n > 300 ? 300 : (int)v[1].n) : 6, v[1].p ? v[1].p : "absent");
+        return 1;
+    }
+    return 0;
+}
+
 static void on_acked(bench_conn *c, const struct bench_resp *r, void *arg)
 {
+    static const char *const keys[] = {"status", "error"};
     struct loop *l = arg;
     struct bench *b = drn.b;
 
     (void)c;
     if (!drn.single) {
-        json_error_t err;
-        json_t *root = json_loadb(r->body, r->len, 0, &err);
-        json_t *res = json_object_get(root, "results");
-        size_t i;
+        long n = jscan_items(r->body, r->len, "results", keys, 2, on_ack_item, NULL);
 
-        if (!json_is_array(res) || json_array_size(res) != (size_t)l->n) {
-            bench_fail(b, "POST /v1/ack: expected {\"results\":[%ld items]}, got: %.300s", l->n,
-                       r->body);
-            json_decref(root);
+        if (n == -2) {
             return;
         }
-        for (i = 0; i < (size_t)l->n; i++) {
-            json_t *st = json_object_get(json_array_get(res, i), "status");
-
-            if (json_integer_value(st) != 200) {
-                bench_fail(b, "POST /v1/ack: results[%zu] is not status 200: %.300s", i, r->body);
-                json_decref(root);
-                return;
-            }
+        if (n != l->n) {
+            bench_fail(b, "POST /v1/ack: expected {\"results\":[%ld items]}, got: %.300s", l->n,
+                       r->body);
+            return;
         }
-        json_decref(root);
     }
     drn.acked += l->n;
     b->done_jobs = drn.acked;
@@ -337,73 +383,35 @@ static void on_fetched(bench_conn *c, const struct bench_resp *r, void *arg)
 {
     struct loop *l = arg;
     struct bench *b = drn.b;
-    json_t *root = NULL;
-    json_t *jobs = fetched_jobs(b, r, &root);
-    size_t i, n;
-    const char *id, *lease;
+    struct fetched f = {.b = b, .max = (size_t)b->batch, .acks = drn.single ? NULL : &l->body};
+    long n;
 
-    if (!jobs) {
-        goto out;
+    l->body.len = 0;
+    if (f.acks && bench_buf_adds(f.acks, "{\"acks\":[") < 0) {
+        bench_fail(b, "out of memory building an ack");
+        return;
     }
-    n = json_array_size(jobs);
+    n = scan_fetch(r, &f);
+    if (n < 0) {
+        return;
+    }
     if (n == 0) {
         loop_done(b);
-        goto out;
+        return;
     }
-    if (n > (size_t)b->batch) {
-        bench_fail(b, "POST /v1/fetch: asked for %d jobs, got %zu", b->batch, n);
-        goto out;
-    }
-    l->n = (long)n;
+    l->n = n;
     l->fetch_ns = r->sent_ns;
-    l->body.len = 0;
     if (drn.single) {
-        if (job_id_lease(b, jobs, 0, &id, &lease) < 0) {
-            goto out;
+        if (build_complete(b, l->path, sizeof(l->path), &l->body, f.id, &f.lease) == 0) {
+            bench_conn_request(c, "POST", l->path, l->body.data, l->body.len, on_acked, l);
         }
-        l->body.len = 0;
-        if (bench_buf_adds(&l->body, "{\"lease\":") < 0 ||
-            bench_buf_add_jstr(&l->body, lease) < 0 || bench_buf_adds(&l->body, "}") < 0) {
-            goto oom;
-        }
-        {
-            struct bench_buf p = {0};
-
-            if (bench_buf_adds(&p, "/v1/jobs/") < 0 || add_segment(&p, id) < 0 ||
-                bench_buf_adds(&p, "/complete") < 0 || p.len >= sizeof(l->path)) {
-                bench_buf_fini(&p);
-                bench_fail(b, "job id too long or out of memory: %.100s", id);
-                goto out;
-            }
-            memcpy(l->path, p.data, p.len + 1);
-            bench_buf_fini(&p);
-        }
-        bench_conn_request(c, "POST", l->path, l->body.data, l->body.len, on_acked, l);
-        goto out;
-    }
-    if (bench_buf_adds(&l->body, "{\"acks\":[") < 0) {
-        goto oom;
-    }
-    for (i = 0; i < n; i++) {
-        if (job_id_lease(b, jobs, i, &id, &lease) < 0) {
-            goto out;
-        }
-        if (bench_buf_adds(&l->body, i ? ",{\"id\":" : "{\"id\":") < 0 ||
-            bench_buf_add_jstr(&l->body, id) < 0 || bench_buf_adds(&l->body, ",\"lease\":") < 0 ||
-            bench_buf_add_jstr(&l->body, lease) < 0 ||
-            bench_buf_adds(&l->body, ",\"result\":null}") < 0) {
-            goto oom;
-        }
+        return;
     }
     if (bench_buf_adds(&l->body, "]}") < 0) {
-        goto oom;
+        bench_fail(b, "out of memory building an ack");
+        return;
     }
     bench_conn_request(c, "POST", "/v1/ack", l->body.data, l->body.len, on_acked, l);
-    goto out;
-oom:
-    bench_fail(b, "out of memory building an ack");
-out:
-    json_decref(root);
 }
 
 static void fetch_next(struct loop *l)
@@ -532,49 +540,29 @@ static void on_w3_completed(bench_conn *c, const struct bench_resp *r, void *arg
 static void on_w3_fetched(bench_conn *c, const struct bench_resp *r, void *arg)
 {
     struct bench *b = wk.b;
-    json_t *root = NULL;
-    json_t *jobs = fetched_jobs(b, r, &root);
-    const char *id, *lease;
-    struct bench_buf p = {0};
+    struct fetched f = {.b = b, .max = 1000};
+    long n = scan_fetch(r, &f);
 
     (void)arg;
-    if (!jobs) {
-        goto out;
+    if (n < 0) {
+        return;
     }
     if (!wk.enq_sent) {
-        bench_fail(b, "w3: the parked fetch answered (%zu jobs) before the enqueue was sent",
-                   json_array_size(jobs));
-        goto out;
+        bench_fail(b, "w3: the parked fetch answered (%ld jobs) before the enqueue was sent", n);
+        return;
     }
-    if (json_array_size(jobs) != 1) {
-        bench_fail(b, "w3: the parked fetch answered %zu jobs after %.1f ms, expected 1",
-                   json_array_size(jobs), (double)(r->recv_ns - r->sent_ns) / 1e6);
-        goto out;
+    if (n != 1) {
+        bench_fail(b, "w3: the parked fetch answered %ld jobs after %.1f ms, expected 1", n,
+                   (double)(r->recv_ns - r->sent_ns) / 1e6);
+        return;
     }
     wk.fetch_ns = r->recv_ns;
-    if (job_id_lease(b, jobs, 0, &id, &lease) < 0) {
-        goto out;
+    memcpy(wk.fetch_id, f.id, sizeof(wk.fetch_id));
+    if (build_complete(b, wk.complete_path, sizeof(wk.complete_path), &wk.complete_body, f.id,
+                       &f.lease) == 0) {
+        bench_conn_request(c, "POST", wk.complete_path, wk.complete_body.data, wk.complete_body.len,
+                           on_w3_completed, NULL);
     }
-    if (strlen(id) >= sizeof(wk.fetch_id)) {
-        bench_fail(b, "w3: job id too long: %.100s", id);
-        goto out;
-    }
-    strcpy(wk.fetch_id, id);
-    wk.complete_body.len = 0;
-    if (bench_buf_adds(&wk.complete_body, "{\"lease\":") < 0 ||
-        bench_buf_add_jstr(&wk.complete_body, lease) < 0 ||
-        bench_buf_adds(&wk.complete_body, "}") < 0 || bench_buf_adds(&p, "/v1/jobs/") < 0 ||
-        add_segment(&p, id) < 0 || bench_buf_adds(&p, "/complete") < 0 ||
-        p.len >= sizeof(wk.complete_path)) {
-        bench_fail(b, "out of memory building a complete");
-        goto out;
-    }
-    memcpy(wk.complete_path, p.data, p.len + 1);
-    bench_conn_request(c, "POST", wk.complete_path, wk.complete_body.data, wk.complete_body.len,
-                       on_w3_completed, NULL);
-out:
-    bench_buf_fini(&p);
-    json_decref(root);
 }
 
 static void on_park_timer(uv_timer_t *t)

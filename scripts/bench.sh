@@ -106,18 +106,18 @@ start_server() {
     await_listen 60
 }
 
-# stop_server: SIGTERM, wait up to 60 s (then SIGKILL), remove the data dir.
+# stop_server: SIGTERM, wait up to 30 s (then SIGKILL), remove the data dir.
 stop_server() {
     local t0 rc
     [ -n "$SPID" ] || return 0
     t0=$(now_ns)
     kill -TERM "$SPID" 2>/dev/null
-    for _ in $(seq 1200); do
+    for _ in $(seq 600); do
         kill -0 "$SPID" 2>/dev/null || break
         sleep 0.05
     done
     if kill -0 "$SPID" 2>/dev/null; then
-        echo "bench: jobqd did not exit within 60 s of SIGTERM; killed" >&2
+        echo "bench: jobqd did not exit within 30 s of SIGTERM; killed" >&2
         show_log "stop"
         kill -KILL "$SPID" 2>/dev/null
         FAILED=1

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues]\n"
+    fprintf(f, "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
                "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
                "                      port 0 picks a free one)\n"
                "  --data DIR          data directory (default ./jobq-data)\n"

@@ -1,6 +1,6 @@
 /*
  * common.c — what every resource handler needs: the JSON body (bounded), error answers
- * mapped from jobq codes to API.md's statuses, and rendering helpers.
+ * mapped from jobq codes to the API's statuses (docs/api.md), and rendering helpers.
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -110,7 +110,7 @@ static void finish_enqueue(jobq_app *a, jobq_req *rq)
     jobq_api_gstring(rq, 201, o);
 }
 
-/* The raw text of each item's "data" in the body (DESIGN.md principle 6: payloads are kept
+/* The raw text of each item's "data" in the body (payloads are kept
  * as the bytes the client sent). A NULL span makes the parser serialise the tree instead. */
 typedef struct spans {
     jobq_jspan *v;
@@ -247,6 +247,7 @@ out:
 typedef struct list_args {
     jobq_job_filter f;
     char *tag_key;
+    int tags;
 } list_args;
 
 static int find_tag(void *ud, const char *k, const char *v)
@@ -254,10 +255,11 @@ static int find_tag(void *ud, const char *k, const char *v)
     list_args *la = ud;
 
     if (strncmp(k, "tag.", 4) == 0 && k[4]) {
+        if (la->tags++)
+            return 1; /* a second one: refused by the caller */
         la->tag_key = g_strdup(k + 4);
         la->f.tag_key = la->tag_key;
         la->f.tag_value = v ? v : "";
-        return 1;
     }
     return 0;
 }
@@ -316,6 +318,11 @@ static void list_jobs(jobq_req *rq, unsigned force_states)
     la.f.group = jobq_req_query(rq, "group");
     la.f.project = jobq_req_query(rq, "project");
     jobq_req_query_each(rq, find_tag, &la);
+    if (la.tags > 1) {
+        g_free(la.tag_key);
+        jobq_api_bad_field(rq, "tag", "one tag.KEY=VALUE filter at a time");
+        return;
+    }
     out = g_new(jobq_job *, (size_t)limit);
     n = jobq_engine_job_list(e, &la.f, cursor, (size_t)limit, out, next);
     o = g_string_sized_new(n * 700 + 64);

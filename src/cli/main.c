@@ -291,7 +291,7 @@ static const char main_usage[] =
     "  history ID                      a job's state changes\n"
     "  logs ID [--attempt N]           a job's log lines\n"
     "  dead [--queue Q]                failed jobs (the dead-letter set)\n"
-    "  stats [--queue Q]               counters and timings\n"
+    "  stats [--queue Q]               counts, totals and rates\n"
     "  workers                         workers seen in the last minute\n"
     "  worker --queue Q --exec CMD     run jobs with a shell command\n"
     "\n"
@@ -317,16 +317,18 @@ static const struct command commands[] = {
      "  --type T                 free label, e.g. INGEST\n"
      "  --description TEXT\n"
      "  --concurrency N          max active jobs across all workers (0 = unlimited)\n"
-     "  --group-concurrency N    max active jobs per group\n"
+     "  --group-concurrency N    max active jobs per group (stored; enforced by a later\n"
+     "                           release)\n"
      "  --max-size N             waiting+scheduled cap\n"
      "  --max-stalls N           stalls before a job fails\n"
-     "  --rate-limit MAX/PER_MS  e.g. 100/60000\n"
+     "  --rate-limit MAX/PER_MS  e.g. 100/60000 (stored; enforced by a later release)\n"
      "  --attempts N             default max_attempts of its jobs\n"
      "  --timeout MS             default timeout_ms of its jobs\n"
      "  --lease-ms MS            default lease_ms of its jobs\n"
      "  --priority P             default priority (-1000..1000 or low|normal|high|urgent)\n"
-     "  --status S               (update) active or paused\n"
-     "  --options JSON           further fields, merged into the request body\n"
+     "  --status S               (update) active, paused or draining\n"
+     "  --options JSON           further fields, merged into the request body (a key it\n"
+     "                           gives replaces the one the flags built)\n"
      "\n"
      "delete --force deletes a queue even while it has active jobs.\n"},
     {"add", jobq_cli_add,
@@ -364,7 +366,7 @@ static const struct command commands[] = {
     {"dead", jobq_cli_dead,
      "Usage: jobq dead [--queue Q] [--limit N] [--cursor C]\n\nLists failed jobs.\n"},
     {"stats", jobq_cli_stats,
-     "Usage: jobq stats [--queue Q]\n\nShows counters and timings, overall or of one queue.\n"},
+     "Usage: jobq stats [--queue Q]\n\nShows counts, totals and rates, overall or of one queue.\n"},
     {"workers", jobq_cli_workers,
      "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
     {"worker", jobq_cli_worker,

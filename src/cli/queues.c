@@ -141,7 +141,9 @@ static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
         case O_TIMEOUT:
         case O_LEASE:
         case O_PRIO:
-            if (!defaults) {
+            /* looked up each time: --options may have replaced the object */
+            defaults = json_object_get(body, "defaults");
+            if (!json_is_object(defaults)) {
                 defaults = json_object();
                 if (json_object_set_new(body, "defaults", defaults) < 0)
                     return jobq_cli_out_of_memory();

@@ -292,7 +292,7 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     return e;
 }
 
-static void worker_free(gpointer p)
+void jobq_worker_free(gpointer p)
 {
     jobq_worker *w = p;
 
@@ -336,7 +336,7 @@ void jobq_engine_free(jobq_engine *e)
         jobq_queue_free(g_ptr_array_index(e->dead_queues, i));
     g_hash_table_iter_init(&it, e->workers);
     while (g_hash_table_iter_next(&it, &k, &v))
-        worker_free(v);
+        jobq_worker_free(v);
     g_hash_table_destroy(e->jobs);
     g_hash_table_destroy(e->queues);
     g_hash_table_destroy(e->queue_ids);
@@ -857,6 +857,20 @@ void jobq_engine_tick(jobq_engine *e, int64_t now)
             break;
         }
     }
+    if (now >= e->last_worker_prune + 60000) {
+        /* workers gone for an hour with nothing running are forgotten */
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, e->workers);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            jobq_worker *w = v;
+            if (w->active <= 0 && w->last_seen_at < now - 3600000) {
+                g_hash_table_iter_steal(&it);
+                jobq_worker_free(w);
+            }
+        }
+        e->last_worker_prune = now;
+    }
     if (e->last_retention && now >= e->last_retention + 1000) {
         GHashTableIter it;
         gpointer k, v;
@@ -881,12 +895,12 @@ static void lease_expired(jobq_engine *e, jobq_job *j, int64_t now)
     jobq_job_extra *x = j->x;
 
     x->lease = 0;
-    q->stalled++;
-    jobq_queue_touch(e, q, now);
     if (j->flags & JF_CANCEL_REQUESTED) {
         jobq_finalize(e, j, JOBQ_CANCELLED, now);
         return;
     }
+    q->stalled++;
+    jobq_queue_touch(e, q, now);
     j->stalls++;
     if (j->stalls > q->o.max_stalls) {
         jobq_failure f = {.message = "job stalled more than max_stalls times",

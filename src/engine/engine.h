@@ -162,7 +162,7 @@ typedef struct jobq_queue_totals {
 } jobq_queue_totals;
 void jobq_queue_get_totals(const jobq_queue *q, jobq_queue_totals *t);
 
-/* JSON object of the queue as API.md shows it (new reference). */
+/* JSON object of the queue as docs/api.md shows it (new reference). */
 json_t *jobq_queue_to_json(const jobq_queue *q);
 
 /* ---------------------------------------------------------------- jobs */

@@ -1,7 +1,7 @@
 /*
  * internal.h — the engine's structures, shared by the files of src/engine/ only.
  *
- * Indexes (DESIGN.md principle 5):
+ * Indexes (no operation scans all jobs):
  *   e->jobs     id → job (a GHashTable used as a set keyed by the job's id)
  *   q->ready    the queue's fetchable jobs ordered by (priority desc, seq asc): a GSequence,
  *               a balanced tree that also answers a job's position in O(log n)
@@ -12,6 +12,9 @@
  *               active, completed, failed, cancelled (final lists in finish order, which is
  *               what retention trims from the front)
  *   e->all      every job in creation (seq) order, for listing newest first
+ *
+ * Deleted jobs become tombstones: out of every index at once, freed only when no batch
+ * that is still being committed can list them (e->graveyard).
  */
 #ifndef JOBQ_ENGINE_INTERNAL_H
 #define JOBQ_ENGINE_INTERNAL_H
@@ -39,7 +42,7 @@ enum {
     JF_UNCOMMITTED = 1 << 0,     /* enqueue not durable yet: never handed out */
     JF_PERSISTED = 1 << 1,       /* an INSERT record has been emitted */
     JF_DIRTY = 1 << 2,           /* in e->dirty */
-    JF_DELETED = 1 << 3,         /* tombstone: freed at the next take_changes */
+    JF_DELETED = 1 << 3,         /* tombstone: out of every index, freed after its batch */
     JF_CANCEL_REQUESTED = 1 << 4,
     JF_HIST_ERROR = 1 << 5,      /* the next history entry carries x->error */
 };
@@ -149,10 +152,12 @@ struct jobq_engine {
     size_t inflight_jobs;
     GPtrArray *graveyard;    /* deleted jobs an unconfirmed batch may still list */
     int64_t seq_written;     /* next_seq as last written to the store's meta */
+    int64_t last_worker_prune; /* ms since epoch */
     int loading;
 };
 
 /* engine.c */
+void jobq_worker_free(gpointer w);
 uint64_t jobq_rand(jobq_engine *e);
 double jobq_rand01(jobq_engine *e);
 void jobq_mark_dirty(jobq_engine *e, jobq_job *j);

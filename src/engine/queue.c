@@ -209,6 +209,7 @@ int jobq_engine_queue_create(jobq_engine *e, const char *name, jobq_queue_opts *
     g_hash_table_insert(e->queues, q->name, q);
     g_hash_table_insert(e->queue_ids, q->id, q);
     jobq_queue_touch(e, q, now);
+    jobq_check_drained(e, q, now); /* created draining and empty: paused at once */
     if (out)
         *out = q;
     return 0;

@@ -1,8 +1,8 @@
 /*
- * render.c — a job as API.md's job object, written straight into a GString.
+ * render.c — a job as the API's job object (docs/api.md), written straight into a GString.
  *
  * The payload, result, error, progress and checkpoint are stored as validated JSON text
- * and copied in as they are; nothing is re-serialised (DESIGN.md principle 6). This runs
+ * and copied in as they are; nothing is re-serialised (payloads are bytes). This runs
  * for every job of every answer, so it allocates nothing but the output's growth.
  */
 #include <inttypes.h>

@@ -8,7 +8,7 @@
  * long-polling worker. A parked client that disconnects is noticed and reported.
  *
  * What it never does: parse JSON bodies, or know about jobs, queues or the store. It does
- * answer transport-level errors itself, in API.md's error shape: 404 unknown path,
+ * answer transport-level errors itself, in the API's error shape (docs/api.md): 404 unknown path,
  * 405 wrong method, 413 body over the limit, 400 malformed framing.
  *
  * Everything here runs on the loop thread.
@@ -82,7 +82,7 @@ void jobq_req_reply(jobq_req *rq, unsigned status, const char *body, size_t len)
 void jobq_req_reply_take(jobq_req *rq, unsigned status, char *body, size_t len);
 /* Answers 204-style with no body. */
 void jobq_req_reply_empty(jobq_req *rq, unsigned status);
-/* Answers API.md's error shape: {"error":{"code","message","details"?}}. details_json is
+/* Answers the API's error shape: {"error":{"code","message","details"?}}. details_json is
  * a JSON object text or NULL. */
 void jobq_req_error(jobq_req *rq, unsigned status, const char *code, const char *message,
                     const char *details_json);

@@ -2,7 +2,7 @@
  * jspan.h — byte spans of values inside JSON text that a parser has already validated.
  *
  * jansson gives a tree but not where a value sat in the text. To keep a job's payload as
- * the bytes the client sent (DESIGN.md principle 6) instead of re-serialising the tree,
+ * the bytes the client sent instead of re-serialising the tree,
  * the enqueue handler asks for the span of each "data" value here. Only call it on text
  * jansson accepted (with duplicate keys rejected): it skips values without checking them.
  */

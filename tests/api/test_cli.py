@@ -196,7 +196,7 @@ def test_add_with_options_and_get(cli_server):
 
 def test_add_priority_name_delay_and_stdin(cli_server):
     job = ok(cli_server, "add", "q", "[1, 2]", "--priority", "high")
-    assert job["priority"] == 10  # API.md: high=10
+    assert job["priority"] == 10  # docs/api.md: high=10
     assert cli_server.job(job["id"])["data"] == [1, 2]
 
     delayed = ok(cli_server, "add", "q", '"later"', "--delay", "60000")

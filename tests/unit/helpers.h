@@ -240,7 +240,7 @@ static H_UNUSED void fail_ok(jobq_engine *e, jobq_job *j, const char *type, int 
 
 /* ---------------------------------------------------------------- JSON read-outs */
 
-/* The job as API.md's object (new reference). */
+/* The job as the API's object (docs/api.md) (new reference). */
 static H_UNUSED json_t *job_json(const jobq_engine *e, const jobq_job *j, int64_t now)
 {
     GString *s = g_string_new(NULL);

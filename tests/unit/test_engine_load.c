@@ -124,7 +124,7 @@ Test(engine, changes_retrying_history_has_error)
 
 /* A failed attempt retried at once (retry_in_ms 0, or a backoff delay of 0) goes active →
  * waiting; its history entry must still carry the attempt's error, as active → retrying does
- * (API.md: history is [{"at","from","to","attempt","worker","error"}]). */
+ * (docs/api.md: history is [{"at","from","to","attempt","worker","error"}]). */
 Test(engine, changes_history_error_on_immediate_retry)
 {
     jobq_engine *e = eng_new(NULL, 214);
@@ -665,7 +665,7 @@ Test(engine, load_keeps_stalled_total)
     sim_free(s);
 }
 
-/* API.md: a 2xx answer means the change is durable, and an active job whose cancel was
+/* docs/api.md: a 2xx answer means the change is durable, and an active job whose cancel was
  * requested "ends cancelled when the worker reports back or its lease expires". A restart
  * ends every lease: the job must end cancelled, not run again. */
 Test(engine, load_keeps_cancel_request_of_active_job)
@@ -722,7 +722,7 @@ Test(engine, load_default_seed_does_not_replay_leases)
     sim_free(s);
 }
 
-/* API.md: "Repeating the same complete with the lease that completed it answers 200 again
+/* docs/api.md: "Repeating the same complete with the lease that completed it answers 200 again
  * (idempotent)". The usual reason to repeat is a lost answer — e.g. the server died right
  * after the completion became durable. The restarted server must still answer the repeat. */
 Test(engine, load_keeps_completion_idempotent)
