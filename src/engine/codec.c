@@ -14,6 +14,7 @@
 #include "util/jsonw.h"
 
 #define MAX_MS (INT64_C(100) * 365 * 24 * 3600 * 1000) /* a century: bound for every *_ms */
+#define MAX_SPAN_MS INT64_C(2147483647) /* lease_ms, timeout_ms: ~24.8 days, kept in 32 bits */
 #define MAX_STR 1024                                     /* name, group, tier, project */
 
 int jobq_priority_parse(const char *s, int *out)
@@ -335,13 +336,13 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
             if (!s->backoff)
                 goto bad;
         } else if (!strcmp(key, "timeout_ms")) {
-            if (get_ms(v, 0, &s->timeout_ms)) {
-                *why = "must be a non-negative integer (ms), 0 = none";
+            if (get_ms(v, 0, &s->timeout_ms) || s->timeout_ms > MAX_SPAN_MS) {
+                *why = "must be an integer from 0 (none) to 2147483647 (ms)";
                 goto bad;
             }
         } else if (!strcmp(key, "lease_ms")) {
-            if (get_ms(v, 100, &s->lease_ms)) {
-                *why = "must be an integer of at least 100 (ms)";
+            if (get_ms(v, 100, &s->lease_ms) || s->lease_ms > MAX_SPAN_MS) {
+                *why = "must be an integer from 100 to 2147483647 (ms)";
                 goto bad;
             }
         } else {
@@ -461,13 +462,13 @@ static int parse_defaults(const json_t *v, jobq_job_defaults *d, const char **fi
             jobq_backoff_unref(d->backoff);
             d->backoff = b;
         } else if (!strcmp(key, "timeout_ms")) {
-            if (get_ms(x, 0, &d->timeout_ms)) {
-                *why = "must be a non-negative integer (ms)";
+            if (get_ms(x, 0, &d->timeout_ms) || d->timeout_ms > MAX_SPAN_MS) {
+                *why = "must be an integer from 0 (none) to 2147483647 (ms)";
                 return -1;
             }
         } else if (!strcmp(key, "lease_ms")) {
-            if (get_ms(x, 100, &d->lease_ms)) {
-                *why = "must be an integer of at least 100 (ms)";
+            if (get_ms(x, 100, &d->lease_ms) || d->lease_ms > MAX_SPAN_MS) {
+                *why = "must be an integer from 100 to 2147483647 (ms)";
                 return -1;
             }
         } else if (!strcmp(key, "priority")) {

@@ -128,12 +128,12 @@ void jobq_make_uuid7(jobq_engine *e, int64_t now, char out[37])
 
 static guint job_hash(gconstpointer p)
 {
-    return g_str_hash(((const jobq_job *)p)->id);
+    return g_str_hash(JOB_ID((const jobq_job *)p));
 }
 
 static gboolean job_equal(gconstpointer a, gconstpointer b)
 {
-    return strcmp(((const jobq_job *)a)->id, ((const jobq_job *)b)->id) == 0;
+    return strcmp(JOB_ID((const jobq_job *)a), JOB_ID((const jobq_job *)b)) == 0;
 }
 
 jobq_job *jobq_job_alloc(const char *id, const char *data, size_t data_len)
@@ -148,9 +148,8 @@ jobq_job *jobq_job_alloc(const char *id, const char *data, size_t data_len)
     j = calloc(1, sizeof *j + idlen + 1 + data_len + 1);
     if (!j)
         return NULL;
-    j->id = (char *)(j + 1);
-    memcpy(j->id, id, idlen + 1);
-    j->data = j->id + idlen + 1;
+    memcpy(JOB_ID(j), id, idlen + 1);
+    j->data = JOB_ID(j) + idlen + 1;
     memcpy(j->data, data, data_len);
     j->data[data_len] = '\0';
     j->data_len = (uint32_t)data_len;
@@ -194,15 +193,21 @@ jobq_job_extra *jobq_extra(jobq_job *j)
 
 jobq_job *jobq_engine_job(const jobq_engine *e, const char *id)
 {
-    jobq_job key;
+    /* the table hashes a job by the id stored right after it: a probe is laid out alike */
+    union {
+        jobq_job j;
+        char bytes[sizeof(jobq_job) + JOBQ_MAX_ID + 1];
+    } probe;
+    size_t n = strlen(id);
 
-    key.id = (char *)id;
-    return g_hash_table_lookup(e->jobs, &key);
+    if (n > JOBQ_MAX_ID)
+        return NULL; /* longer than any id the engine accepts */
+    memcpy(JOB_ID(&probe.j), id, n + 1);
+    return g_hash_table_lookup(e->jobs, &probe.j);
 }
-
 const char *jobq_job_id(const jobq_job *j)
 {
-    return j->id;
+    return JOB_ID(j);
 }
 
 jobq_queue *jobq_job_queue(const jobq_job *j)
@@ -719,7 +724,7 @@ static void row_fill(const jobq_job *j, jobq_job_row *r, int full)
     }
     r->flags = (j->flags & JF_CANCEL_REQUESTED) ? JOBQ_ROW_CANCEL_REQUESTED : 0;
     if (full) {
-        r->id = g_strdup(j->id);
+        r->id = g_strdup(JOB_ID(j));
         r->queue_id = g_strdup(j->q->id);
         r->data = g_strndup(j->data, j->data_len);
         r->opts = jobq_job_opts_text(j);
@@ -920,7 +925,7 @@ static void attempt_timed_out(jobq_engine *e, jobq_job *j, int64_t now)
     char msg[96];
     jobq_failure f = {.type = "timeout", .retryable = 1, .retry_in_ms = -1};
 
-    snprintf(msg, sizeof msg, "attempt ran past timeout_ms (%" PRId64 " ms)", j->timeout_ms);
+    snprintf(msg, sizeof msg, "attempt ran past timeout_ms (%" PRId64 " ms)", (int64_t)j->timeout_ms);
     f.message = msg;
     j->x->lease = 0; /* the old worker's lease is refused from now on */
     jobq_fail_attempt(e, j, &f, now);
@@ -1071,7 +1076,7 @@ size_t jobq_engine_job_list(const jobq_engine *e, const jobq_job_filter *f, cons
             continue;
         if (n == limit) {
             jobq_job *last = out[n - 1];
-            snprintf(next, JOBQ_CURSOR_MAX, "%" PRId64 "-%s", last->seq, last->id);
+            snprintf(next, JOBQ_CURSOR_MAX, "%" PRId64 "-%s", last->seq, JOB_ID(last));
             break;
         }
         out[n++] = j;

@@ -72,7 +72,6 @@ typedef struct jobq_job_extra {
 
 struct jobq_job {
     jobq_queue *q;
-    char *id;             /* points into the tail of this allocation */
     char *data;           /* JSON text, points into the tail; immutable */
     uint32_t data_len;
     uint32_t heap_idx;    /* index in e->timers + 1, 0 = not there */
@@ -86,14 +85,17 @@ struct jobq_job {
     uint16_t flags;
     uint16_t attempt, max_attempts, stalls;
     uint16_t hist_n;
-    int64_t lease_ms, timeout_ms;
+    int32_t lease_ms, timeout_ms; /* ms; at most 2^31-1 (about 24.8 days) */
     jobq_backoff *backoff;/* owned reference */
     GSequenceIter *ready; /* in q->ready, or NULL */
     jobq_link qlink;      /* in one of q's lists */
     jobq_link alink;      /* in e->all */
     jobq_job_extra *x;
-    /* tail: id '\0' data '\0' */
+    /* tail: id '\0' data '\0' (the id is JOB_ID(j): its place needs no pointer) */
 };
+
+#define JOB_ID(j) ((char *)((j) + 1))
+#define JOBQ_MAX_ID 128 /* longest job id (client-given ids are checked against it) */
 
 #define JOB_OF_QLINK(l) ((jobq_job *)((char *)(l) - offsetof(jobq_job, qlink)))
 #define JOB_OF_ALINK(l) ((jobq_job *)((char *)(l) - offsetof(jobq_job, alink)))

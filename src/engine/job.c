@@ -167,9 +167,13 @@ char *jobq_job_opts_text(const jobq_job *j)
         if (x->requires)
             jobq_jw_kraw(o, &first, "requires", x->requires);
     }
-    jobq_jw_kint(o, &first, "timeout_ms", j->timeout_ms);
-    jobq_jw_kint(o, &first, "lease_ms", j->lease_ms);
-    if (b) {
+    /* what equals the queue's defaults is left out: most jobs store "{}" and load without
+     * parsing anything (such a job takes its queue's defaults as they are when it loads) */
+    if (j->timeout_ms != j->q->o.defaults.timeout_ms)
+        jobq_jw_kint(o, &first, "timeout_ms", j->timeout_ms);
+    if (j->lease_ms != j->q->o.defaults.lease_ms)
+        jobq_jw_kint(o, &first, "lease_ms", j->lease_ms);
+    if (b && b != j->q->o.defaults.backoff) {
         jobq_jw_key(o, &first, "backoff");
         jobq_backoff_render(b, o);
     }
@@ -179,8 +183,12 @@ char *jobq_job_opts_text(const jobq_job *j)
 
 int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
 {
-    json_t *o = json_loads(opts_json ? opts_json : "{}", 0, NULL), *v;
+    json_t *o, *v;
     const char *key;
+
+    if (!opts_json || strcmp(opts_json, "{}") == 0)
+        return 0;
+    o = json_loads(opts_json, 0, NULL);
 
     if (!json_is_object(o)) {
         json_decref(o);
@@ -205,9 +213,9 @@ int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
                 x->requires = g_strdup(t);
             free(t);
         } else if (!strcmp(key, "timeout_ms") && json_is_integer(v)) {
-            j->timeout_ms = json_integer_value(v);
+            j->timeout_ms = (int32_t)json_integer_value(v);
         } else if (!strcmp(key, "lease_ms") && json_is_integer(v)) {
-            j->lease_ms = json_integer_value(v);
+            j->lease_ms = (int32_t)json_integer_value(v);
         } else if (!strcmp(key, "backoff")) {
             const char *f, *w;
             j->backoff = jobq_backoff_parse(v, &f, &w);
@@ -297,8 +305,8 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         j->max_attempts = (uint16_t)(s->max_attempts > 0 ? s->max_attempts
                                                          : q->o.defaults.max_attempts);
         j->backoff = jobq_backoff_ref(s->backoff ? s->backoff : q->o.defaults.backoff);
-        j->timeout_ms = s->timeout_ms >= 0 ? s->timeout_ms : q->o.defaults.timeout_ms;
-        j->lease_ms = s->lease_ms > 0 ? s->lease_ms : q->o.defaults.lease_ms;
+        j->timeout_ms = (int32_t)(s->timeout_ms >= 0 ? s->timeout_ms : q->o.defaults.timeout_ms);
+        j->lease_ms = (int32_t)(s->lease_ms > 0 ? s->lease_ms : q->o.defaults.lease_ms);
         if (s->name || s->group || s->tier || s->project || s->tags || s->requires) {
             jobq_job_extra *x = jobq_extra(j);
             x->name = dup_or_null(s->name);

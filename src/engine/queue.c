@@ -657,7 +657,8 @@ static int load_job(void *ud, const jobq_job_row *r)
     j->flags = JF_PERSISTED;
     if (r->flags & JOBQ_ROW_CANCEL_REQUESTED)
         j->flags |= JF_CANCEL_REQUESTED;
-    j->lease_ms = q->o.defaults.lease_ms;
+    j->lease_ms = (int32_t)q->o.defaults.lease_ms;
+    j->timeout_ms = (int32_t)q->o.defaults.timeout_ms;
     if (jobq_job_apply_opts(j, r->opts)) {
         jobq_job_free(j);
         return JOBQ_ECORRUPT;

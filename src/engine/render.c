@@ -19,7 +19,7 @@ void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, in
     int64_t pos = jobq_engine_job_position(e, j);
 
     g_string_append_c(o, '{');
-    jobq_jw_kstr(o, &first, "id", j->id);
+    jobq_jw_kstr(o, &first, "id", JOB_ID(j));
     jobq_jw_kstr(o, &first, "queue", j->q->name);
     jobq_jw_kstr(o, &first, "name", x ? x->name : NULL);
     jobq_jw_key(o, &first, "data");

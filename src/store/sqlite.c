@@ -48,7 +48,7 @@
 #include "util/jsonw.h"
 
 #define SCHEMA_VERSION "2"
-#define CACHE_KIB 65536         /* page cache per connection */
+#define CACHE_KIB 16384         /* page cache: the writer mostly appends; reads are rare */
 #define WAL_IDLE_PAGES 1000     /* checkpoint when the writer idles (SQLite's default) */
 #define WAL_FORCE_PAGES 10000   /* checkpoint right after a commit (~40 MiB of WAL) */
 #define WAL_KEEP_BYTES 33554432 /* a reset WAL file is truncated to this */
