@@ -361,19 +361,19 @@ void jobq_engine_free(jobq_engine *e)
 
 static void heap_swap(jobq_engine *e, size_t a, size_t b)
 {
-    jobq_job *t = e->timers[a];
+    jobq_timer t = e->timers[a];
 
     e->timers[a] = e->timers[b];
     e->timers[b] = t;
-    e->timers[a]->heap_idx = (uint32_t)a + 1;
-    e->timers[b]->heap_idx = (uint32_t)b + 1;
+    e->timers[a].j->heap_idx = (uint32_t)a + 1;
+    e->timers[b].j->heap_idx = (uint32_t)b + 1;
 }
 
 static void heap_up(jobq_engine *e, size_t i)
 {
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (e->timers[p]->timer_at <= e->timers[i]->timer_at)
+        if (e->timers[p].at <= e->timers[i].at)
             break;
         heap_swap(e, i, p);
         i = p;
@@ -384,9 +384,9 @@ static void heap_down(jobq_engine *e, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < e->ntimers && e->timers[l]->timer_at < e->timers[m]->timer_at)
+        if (l < e->ntimers && e->timers[l].at < e->timers[m].at)
             m = l;
-        if (r < e->ntimers && e->timers[r]->timer_at < e->timers[m]->timer_at)
+        if (r < e->ntimers && e->timers[r].at < e->timers[m].at)
             m = r;
         if (m == i)
             return;
@@ -407,9 +407,9 @@ void jobq_timer_clear(jobq_engine *e, jobq_job *j)
     if (i == e->ntimers)
         return;
     e->timers[i] = e->timers[e->ntimers];
-    e->timers[i]->heap_idx = (uint32_t)i + 1;
+    e->timers[i].j->heap_idx = (uint32_t)i + 1;
     heap_up(e, i);
-    heap_down(e, e->timers[i]->heap_idx - 1);
+    heap_down(e, e->timers[i].j->heap_idx - 1);
 }
 
 void jobq_timer_set(jobq_engine *e, jobq_job *j, int64_t at)
@@ -417,17 +417,17 @@ void jobq_timer_set(jobq_engine *e, jobq_job *j, int64_t at)
     jobq_timer_clear(e, j);
     if (e->ntimers == e->timers_cap) {
         e->timers_cap = e->timers_cap ? 2 * e->timers_cap : 1024;
-        e->timers = g_renew(jobq_job *, e->timers, e->timers_cap);
+        e->timers = g_renew(jobq_timer, e->timers, e->timers_cap);
     }
-    j->timer_at = at;
-    e->timers[e->ntimers] = j;
+    e->timers[e->ntimers].at = at;
+    e->timers[e->ntimers].j = j;
     j->heap_idx = (uint32_t)++e->ntimers;
     heap_up(e, e->ntimers - 1);
 }
 
 int64_t jobq_engine_next_timer(const jobq_engine *e)
 {
-    int64_t t = e->ntimers ? e->timers[0]->timer_at : INT64_MAX;
+    int64_t t = e->ntimers ? e->timers[0].at : INT64_MAX;
 
     /* retention by age is swept once a second while a queue keeps final jobs */
     if (e->last_retention && e->last_retention + 1000 < t)
@@ -843,8 +843,8 @@ static void attempt_timed_out(jobq_engine *e, jobq_job *j, int64_t now);
 
 void jobq_engine_tick(jobq_engine *e, int64_t now)
 {
-    while (e->ntimers && e->timers[0]->timer_at <= now) {
-        jobq_job *j = e->timers[0];
+    while (e->ntimers && e->timers[0].at <= now) {
+        jobq_job *j = e->timers[0].j;
 
         jobq_timer_clear(e, j);
         switch (j->state) {

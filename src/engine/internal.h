@@ -70,6 +70,12 @@ typedef struct jobq_job_extra {
     int log_attempt;     /* attempt the last lines belong to */
 } jobq_job_extra;
 
+/* A heap entry: the key lives here, not in the job, so waiting jobs do not pay for it. */
+typedef struct jobq_timer {
+    int64_t at; /* ms since epoch */
+    jobq_job *j;
+} jobq_timer;
+
 struct jobq_job {
     jobq_queue *q;
     char *data;           /* JSON text, points into the tail; immutable */
@@ -78,7 +84,6 @@ struct jobq_job {
     int64_t seq;
     int64_t created_at, updated_at;
     int64_t run_at;       /* scheduled / retrying: when it becomes ready */
-    int64_t timer_at;     /* heap key */
     int16_t priority;
     uint8_t state;
     uint8_t list;         /* JL_* */
@@ -135,7 +140,7 @@ struct jobq_engine {
     GHashTable *queues;      /* name → jobq_queue* */
     GHashTable *queue_ids;   /* id → jobq_queue* */
     GHashTable *workers;     /* id → jobq_worker* */
-    jobq_job **timers;       /* binary min-heap on timer_at */
+    jobq_timer *timers;      /* binary min-heap on .at */
     size_t ntimers, timers_cap;
     jobq_list all;           /* every job, creation order (alink) */
     int64_t next_seq;
