@@ -185,6 +185,7 @@ int jobq_queue_can_dispatch(const jobq_queue *q);
 jobq_job *jobq_job_alloc(const char *id, const char *data, size_t data_len);
 void jobq_job_free(jobq_job *j);
 void jobq_make_uuid7(jobq_engine *e, int64_t now, char out[37]);
+void jobq_lease_text(uint64_t lease, char buf[17]); /* 16 lowercase hex digits */
 
 gint jobq_ready_cmp(gconstpointer a, gconstpointer b, gpointer ud);
 double jobq_queue_rate_per_ms(const jobq_queue *q, int64_t now);

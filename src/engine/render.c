@@ -70,7 +70,7 @@ void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, in
     jobq_jw_kint(o, &first, "updated_at", j->updated_at);
     if (with_lease && x && x->lease && j->state == JOBQ_ACTIVE) {
         char lease[17];
-        snprintf(lease, sizeof lease, "%016" PRIx64, x->lease);
+        jobq_lease_text(x->lease, lease);
         jobq_jw_kstr(o, &first, "lease", lease);
         jobq_jw_kint(o, &first, "lease_expires_at", x->lease_expires_at);
     }
