@@ -59,6 +59,8 @@ void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t dea
 /* The request body as a JSON value (new reference). Empty body → {} unless required. On
  * error answers 400 invalid_json and returns NULL. */
 json_t *jobq_api_body(jobq_req *rq, int required);
+/* 1 when JSON text nests deeper than the 64 levels any body may have. */
+int jobq_api_too_deep(const char *s, size_t len);
 /* Answers the error for jobq code rc (404, 409, 429, …) with message msg. */
 void jobq_api_fail(jobq_req *rq, int rc, const char *msg);
 /* 400 invalid_argument naming field. */

@@ -37,6 +37,11 @@ static int too_deep(const char *s, size_t len, int max)
     return 0;
 }
 
+int jobq_api_too_deep(const char *s, size_t len)
+{
+    return too_deep(s, len, MAX_DEPTH);
+}
+
 json_t *jobq_api_body(jobq_req *rq, int required)
 {
     size_t len;

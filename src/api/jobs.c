@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "util/jsonw.h"
 #include "util/jspan.h"
+#include "util/jvalid.h"
 
 #define MAX_BULK 10000
 
@@ -121,8 +122,61 @@ static void data_span(void *ud, size_t i, jobq_jspan el)
 {
     spans *sp = ud;
 
-    if (i < sp->n)
-        sp->v[i] = jobq_jspan_member(el.p, el.p + el.len, "data");
+    if (i >= sp->n) {
+        sp->n = i + 1;
+        sp->v = g_renew(jobq_jspan, sp->v, sp->n);
+    }
+    sp->v[i] = jobq_jspan_member(el.p, el.p + el.len, "data");
+}
+
+/* The fast way to read an enqueue body: find each payload's span, check it with the
+ * validator, and let jansson parse only the rest (the body with every payload replaced by
+ * null). A valid value put where null stood in valid JSON is valid JSON, so the body is
+ * exactly as valid as with a full parse; anything unexpected returns NULL and the caller
+ * parses the whole body instead. On success sp holds one span per job. */
+static json_t *skeleton_parse(const char *text, size_t len, spans *sp)
+{
+    const char *end = text + len;
+    jobq_jspan arr = jobq_jspan_member(text, end, "jobs");
+    GString *skel;
+    const char *at = text;
+    json_t *v = NULL, *items;
+    size_t n;
+
+    if (arr.p)
+        jobq_jspan_each(arr.p, arr.p + arr.len, data_span, sp);
+    else
+        data_span(sp, 0, (jobq_jspan){text, len});
+    skel = g_string_sized_new(len);
+    for (size_t i = 0; i < sp->n; i++) {
+        jobq_jspan d = sp->v[i];
+        if (!d.p)
+            continue;
+        if (d.p < at || !jobq_json_valid(d.p, d.len, 63))
+            goto out;
+        g_string_append_len(skel, at, d.p - at);
+        g_string_append_len(skel, "null", 4);
+        at = d.p + d.len;
+    }
+    g_string_append_len(skel, at, end - at);
+    v = json_loadb(skel->str, skel->len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    /* the tree must have a payload of null exactly where a span was taken out */
+    items = json_object_get(v, "jobs");
+    n = arr.p ? json_array_size(items) : 1;
+    if (!v || (arr.p && (!json_is_array(items) || json_object_size(v) != 1)) || n != sp->n)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_object_get(arr.p ? json_array_get(items, i) : v, "data");
+        if (sp->v[i].p && !json_is_null(d))
+            goto fail;
+    }
+    goto out;
+fail:
+    json_decref(v);
+    v = NULL;
+out:
+    g_string_free(skel, TRUE);
+    return v;
 }
 
 void jobq_h_enqueue(jobq_req *rq)
@@ -142,9 +196,19 @@ void jobq_h_enqueue(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq))
         return;
-    body = jobq_api_body(rq, 0);
-    if (!body)
-        return;
+    {
+        size_t len;
+        const char *text = jobq_req_body(rq, &len);
+        body = len && !jobq_api_too_deep(text, len) ? skeleton_parse(text, len, &sp) : NULL;
+    }
+    if (!body) { /* the whole body through jansson: its errors name what is wrong */
+        g_free(sp.v);
+        sp.v = NULL;
+        sp.n = 0;
+        body = jobq_api_body(rq, 0);
+        if (!body)
+            return;
+    }
     items = json_object_get(body, "jobs");
     bulk = json_is_array(items) && json_object_size(body) == 1;
     n = bulk ? json_array_size(items) : 1;
@@ -156,24 +220,11 @@ void jobq_h_enqueue(jobq_req *rq)
     if (q)
         queue = jobq_queue_name(q); /* {q} may be the id */
     specs = g_new0(jobq_job_spec, n);
-    sp.v = g_new0(jobq_jspan, n);
-    sp.n = n;
-    {
-        size_t len;
-        const char *text = jobq_req_body(rq, &len), *end = text + len;
-        if (bulk) {
-            jobq_jspan arr = jobq_jspan_member(text, end, "jobs");
-            if (arr.p)
-                jobq_jspan_each(arr.p, arr.p + arr.len, data_span, &sp);
-        } else {
-            sp.v[0] = jobq_jspan_member(text, end, "data");
-        }
-    }
     for (parsed = 0; parsed < n; parsed++) {
         const char *field = NULL, *why = NULL;
         json_t *item = bulk ? json_array_get(items, parsed) : body;
-        rc = jobq_job_spec_parse_raw(item, sp.v[parsed].p, sp.v[parsed].len, now, &specs[parsed],
-                                     &field, &why);
+        jobq_jspan raw = parsed < sp.n ? sp.v[parsed] : (jobq_jspan){NULL, 0};
+        rc = jobq_job_spec_parse_raw(item, raw.p, raw.len, now, &specs[parsed], &field, &why);
         if (rc == JOBQ_EINVAL) {
             GString *det = g_string_new("{");
             GString *msg = g_string_new(NULL);
