@@ -11,12 +11,13 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
-               "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
-               "                      port 0 picks a free one)\n"
-               "  --data DIR          data directory (default ./jobq-data)\n"
-               "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
-               "  --max-body BYTES    request body limit (default 1048576)\n");
+    fprintf(f,
+            "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
+            "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
+            "                      port 0 picks a free one)\n"
+            "  --data DIR          data directory (default ./jobq-data)\n"
+            "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
+            "  --max-body BYTES    request body limit (default 1048576)\n");
 }
 
 /* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
@@ -63,12 +64,9 @@ static void on_signal(uv_signal_t *h, int sig)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"data", required_argument, NULL, 'd'},
-        {"strict-queues", no_argument, NULL, 's'},
-        {"max-body", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},  {"data", required_argument, NULL, 'd'},
+        {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     jobq_app_config cfg = {0};
     char host[256] = "127.0.0.1";

@@ -64,12 +64,12 @@ struct jobq_app {
     uv_timer_t park_timer;
     uv_timer_t retry_timer;
     uv_async_t async;
-    int64_t engine_due;     /* when engine_timer fires, INT64_MAX when stopped */
+    int64_t engine_due; /* when engine_timer fires, INT64_MAX when stopped */
     int64_t park_due;
     /* group commit */
-    jobq_batch *inflight;   /* submitted (or failed and awaiting retry) */
-    GArray *wait_next;      /* waiters for the batch being gathered */
-    GArray *wait_inflight;  /* waiters for the batch in flight */
+    jobq_batch *inflight;  /* submitted (or failed and awaiting retry) */
+    GArray *wait_next;     /* waiters for the batch being gathered */
+    GArray *wait_inflight; /* waiters for the batch in flight */
     int store_failed;
     /* parked */
     GQueue fetchers;
@@ -307,8 +307,8 @@ static void serve_fetchers(jobq_app *a)
             cap = f->count;
             jobs = g_renew(jobq_job *, jobs, cap);
         }
-        n = jobq_engine_fetch(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker,
-                              now, jobs);
+        n = jobq_engine_fetch(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker, now,
+                              jobs);
         if (n)
             fetch_reply(a, f, jobs, n);
     }
@@ -540,8 +540,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     if (rc == 0)
         rc = jobq_engine_load_done(a->e, jobq_app_now());
     if (rc) {
-        fprintf(stderr, "jobqd: cannot load store in %s: %s\n", cfg->data_dir,
-                jobq_strerror(rc));
+        fprintf(stderr, "jobqd: cannot load store in %s: %s\n", cfg->data_dir, jobq_strerror(rc));
         *exit_code = 2;
         goto fail;
     }
@@ -575,8 +574,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hcfg.max_connections = 10000;
     hcfg.idle_timeout_s = 60;
     a->http = jobq_http_new(loop, &hcfg, jobq_routes, jobq_nroutes, a);
-    if (!a->http ||
-        jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
+    if (!a->http || jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
         fprintf(stderr, "jobqd: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
         *exit_code = 1;
         jobq_http_free(a->http);

@@ -253,8 +253,10 @@ void jobq_h_enqueue(jobq_req *rq)
         char msg[300];
         switch (rc) {
         case JOBQ_ENOTFOUND:
-            snprintf(msg, sizeof msg, "queue %.200s not found (the server runs with "
-                     "--strict-queues: create it first)", queue);
+            snprintf(msg, sizeof msg,
+                     "queue %.200s not found (the server runs with "
+                     "--strict-queues: create it first)",
+                     queue);
             break;
         case JOBQ_EEXIST:
             snprintf(msg, sizeof msg, "a job with id %.200s exists", specs[bad >= 0 ? bad : 0].id);
@@ -266,7 +268,8 @@ void jobq_h_enqueue(jobq_req *rq)
             snprintf(msg, sizeof msg, "queue %.200s is at its max_size", queue);
             break;
         case JOBQ_EINVAL:
-            jobq_api_bad_field(rq, "queue", "name must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
+            jobq_api_bad_field(rq, "queue",
+                               "name must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
             goto out;
         default:
             msg[0] = '\0';
@@ -555,8 +558,7 @@ static void on_history(void *ud, int status, const jobq_hist_row *rows, size_t n
             g_string_append_c(o, ',');
         g_string_append_c(o, '{');
         jobq_jw_kint(o, &first, "at", h->at);
-        jobq_jw_kstr(o, &first, "from", h->from_state >= 0 ? jobq_state_name(h->from_state)
-                                                          : NULL);
+        jobq_jw_kstr(o, &first, "from", h->from_state >= 0 ? jobq_state_name(h->from_state) : NULL);
         jobq_jw_kstr(o, &first, "to", jobq_state_name(h->to_state));
         jobq_jw_kint(o, &first, "attempt", h->attempt);
         jobq_jw_kstr(o, &first, "worker", h->worker);

@@ -109,8 +109,8 @@ void jobq_h_queue_create(jobq_req *rq)
     }
     if (parse_opts(rq, body, &o, 1))
         goto out;
-    rc = jobq_engine_queue_create(jobq_app_engine(a), json_string_value(name), &o,
-                                  jobq_app_now(), &q);
+    rc = jobq_engine_queue_create(jobq_app_engine(a), json_string_value(name), &o, jobq_app_now(),
+                                  &q);
     if (rc == JOBQ_EINVAL) {
         jobq_api_bad_field(rq, "name", "must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
         goto out;
@@ -177,9 +177,9 @@ void jobq_h_queue_delete(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq) || !(q = jobq_api_find_queue(a, rq)))
         return;
-    rc = jobq_engine_queue_delete(jobq_app_engine(a), q,
-                                  force && (!*force || !strcmp(force, "true") || !strcmp(force, "1")),
-                                  jobq_app_now());
+    rc = jobq_engine_queue_delete(
+        jobq_app_engine(a), q, force && (!*force || !strcmp(force, "true") || !strcmp(force, "1")),
+        jobq_app_now());
     if (rc) {
         jobq_api_fail(rq, rc, "the queue has active jobs: wait, or delete with ?force=true");
         return;
@@ -281,8 +281,7 @@ void jobq_h_queue_clean(jobq_req *rq)
     if (get_nonneg(rq, body, "older_than_ms", &older) || get_nonneg(rq, body, "keep", &keep))
         goto out;
     reply_count(a, rq, "removed",
-                jobq_engine_queue_clean(jobq_app_engine(a), q, state, older, keep,
-                                        jobq_app_now()));
+                jobq_engine_queue_clean(jobq_app_engine(a), q, state, older, keep, jobq_app_now()));
 out:
     json_decref(body);
 }

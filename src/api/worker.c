@@ -124,8 +124,7 @@ void jobq_h_fetch(jobq_req *rq)
     }
     v = json_object_get(body, "count");
     if (v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            json_integer_value(v) > MAX_FETCH) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > MAX_FETCH) {
             jobq_api_bad_field(rq, "count", "must be an integer from 1 to 1000");
             goto out;
         }
@@ -217,8 +216,7 @@ void jobq_h_heartbeat(jobq_req *rq)
         extend = json_integer_value(v);
     }
     cp = dump(json_object_get(body, "checkpoint"));
-    rc = jobq_engine_heartbeat(jobq_app_engine(a), j, lease, extend, cp, jobq_app_now(),
-                               &durable);
+    rc = jobq_engine_heartbeat(jobq_app_engine(a), j, lease, extend, cp, jobq_app_now(), &durable);
     if (rc) {
         lease_error(rq, rc, j);
         goto out;
@@ -231,8 +229,8 @@ out:
 
 void jobq_h_progress(jobq_req *rq)
 {
-    static const char *const keys[] = {"lease", "percent", "stage",      "message",
-                                       "eta_ms", "data",   "checkpoint", NULL};
+    static const char *const keys[] = {"lease",  "percent", "stage",      "message",
+                                       "eta_ms", "data",    "checkpoint", NULL};
     jobq_app *a = jobq_req_app(rq);
     jobq_job *j;
     json_t *body = NULL, *v;
@@ -283,8 +281,7 @@ void jobq_h_progress(jobq_req *rq)
     }
     g_string_append_c(p, '}');
     cp = dump(json_object_get(body, "checkpoint"));
-    rc = jobq_engine_progress(jobq_app_engine(a), j, lease, p->str, cp, jobq_app_now(),
-                              &durable);
+    rc = jobq_engine_progress(jobq_app_engine(a), j, lease, p->str, cp, jobq_app_now(), &durable);
     if (rc) {
         lease_error(rq, rc, j);
         goto out;
@@ -412,9 +409,9 @@ void jobq_h_fail(jobq_req *rq)
     if (!body || only_keys(rq, body, keys) || !(lease = lease_of(rq, body)))
         goto out;
     {
-        const char *field, *why = parse_failure(json_object_get(body, "error"),
-                                                json_object_get(body, "retry_in_ms"), &f,
-                                                &details, &field);
+        const char *field,
+            *why = parse_failure(json_object_get(body, "error"),
+                                 json_object_get(body, "retry_in_ms"), &f, &details, &field);
         if (why) {
             jobq_api_bad_field(rq, field, why);
             goto out;

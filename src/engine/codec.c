@@ -15,7 +15,7 @@
 
 #define MAX_MS (INT64_C(100) * 365 * 24 * 3600 * 1000) /* a century: bound for every *_ms */
 #define MAX_SPAN_MS INT64_C(2147483647) /* lease_ms, timeout_ms: ~24.8 days, kept in 32 bits */
-#define MAX_STR 1024                                     /* name, group, tier, project */
+#define MAX_STR 1024                    /* name, group, tier, project */
 
 int jobq_priority_parse(const char *s, int *out)
 {
@@ -60,8 +60,7 @@ jobq_backoff *jobq_backoff_parse(const json_t *v, const char **field, const char
         return NULL;
     }
     if (!strcmp(type, "fixed") || !strcmp(type, "exponential")) {
-        b = jobq_backoff_new(!strcmp(type, "fixed") ? JOBQ_BACKOFF_FIXED
-                                                    : JOBQ_BACKOFF_EXPONENTIAL,
+        b = jobq_backoff_new(!strcmp(type, "fixed") ? JOBQ_BACKOFF_FIXED : JOBQ_BACKOFF_EXPONENTIAL,
                              0);
     } else if (!strcmp(type, "list")) {
         json_t *l = json_object_get(v, "delays_ms");
@@ -272,8 +271,7 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
             }
             json_object_foreach(v, k2, v2)
             {
-                if (!json_is_string(v2) || json_string_length(v2) > MAX_STR ||
-                    strlen(k2) > 128) {
+                if (!json_is_string(v2) || json_string_length(v2) > MAX_STR || strlen(k2) > 128) {
                     *why = "must be an object of at most 64 string values";
                     goto bad;
                 }
@@ -325,8 +323,7 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
             }
             has_run_at = 1;
         } else if (!strcmp(key, "max_attempts")) {
-            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-                json_integer_value(v) > 1000) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000) {
                 *why = "must be an integer from 1 to 1000";
                 goto bad;
             }
@@ -449,8 +446,7 @@ static int parse_defaults(const json_t *v, jobq_job_defaults *d, const char **fi
     {
         *field = key;
         if (!strcmp(key, "max_attempts")) {
-            if (!json_is_integer(x) || json_integer_value(x) < 1 ||
-                json_integer_value(x) > 1000) {
+            if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1000) {
                 *why = "must be an integer from 1 to 1000";
                 return -1;
             }
@@ -554,8 +550,7 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
         } else if (!strcmp(key, "rate_limit")) {
             if (json_is_null(v)) {
                 o->rate_max = o->rate_per_ms = 0;
-            } else if (!json_is_object(v) ||
-                       get_count(json_object_get(v, "max"), &o->rate_max) ||
+            } else if (!json_is_object(v) || get_count(json_object_get(v, "max"), &o->rate_max) ||
                        get_ms(json_object_get(v, "per_ms"), 1, &o->rate_per_ms) ||
                        json_object_size(v) != 2) {
                 *why = "must be {\"max\": N, \"per_ms\": MS} or null";
@@ -584,8 +579,8 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
             {
                 if (!strcmp(k2, "backlog") && !get_count(v2, &o->alert_backlog))
                     continue;
-                if (!strcmp(k2, "error_rate") && json_is_number(v2) &&
-                    json_number_value(v2) >= 0 && json_number_value(v2) <= 100) {
+                if (!strcmp(k2, "error_rate") && json_is_number(v2) && json_number_value(v2) >= 0 &&
+                    json_number_value(v2) <= 100) {
                     o->alert_error_rate = json_number_value(v2);
                     continue;
                 }

@@ -20,7 +20,7 @@
 /* ---------------------------------------------------------------- small things */
 
 static const char *state_names[JOBQ_NSTATES] = {
-    "waiting", "scheduled", "retrying", "blocked", "active",
+    "waiting", "scheduled", "retrying", "blocked",   "active",
     "review",  "completed", "failed",   "cancelled",
 };
 
@@ -942,7 +942,8 @@ static void attempt_timed_out(jobq_engine *e, jobq_job *j, int64_t now)
     char msg[96];
     jobq_failure f = {.type = "timeout", .retryable = 1, .retry_in_ms = -1};
 
-    snprintf(msg, sizeof msg, "attempt ran past timeout_ms (%" PRId64 " ms)", (int64_t)j->timeout_ms);
+    snprintf(msg, sizeof msg, "attempt ran past timeout_ms (%" PRId64 " ms)",
+             (int64_t)j->timeout_ms);
     f.message = msg;
     j->x->lease = 0; /* the old worker's lease is refused from now on */
     jobq_fail_attempt(e, j, &f, now);
@@ -976,9 +977,8 @@ static void activate(jobq_engine *e, jobq_job *j, const char *worker, int64_t no
         x->log_attempt = j->attempt + 1;
     }
     jobq_set_state(e, j, JOBQ_ACTIVE, now);
-    jobq_timer_set(e, j,
-                   x->deadline && x->deadline < x->lease_expires_at ? x->deadline
-                                                                    : x->lease_expires_at);
+    jobq_timer_set(
+        e, j, x->deadline && x->deadline < x->lease_expires_at ? x->deadline : x->lease_expires_at);
     jobq_worker_active(e, x->worker, +1);
 }
 

@@ -32,9 +32,9 @@ typedef enum jobq_state {
     JOBQ_WAITING = 0,
     JOBQ_SCHEDULED,
     JOBQ_RETRYING,
-    JOBQ_BLOCKED,   /* waiting on dependencies (orchestration) */
+    JOBQ_BLOCKED, /* waiting on dependencies (orchestration) */
     JOBQ_ACTIVE,
-    JOBQ_REVIEW,    /* waiting for approval (orchestration) */
+    JOBQ_REVIEW, /* waiting for approval (orchestration) */
     JOBQ_COMPLETED,
     JOBQ_FAILED,
     JOBQ_CANCELLED,
@@ -69,13 +69,13 @@ typedef enum { JOBQ_BACKOFF_FIXED, JOBQ_BACKOFF_EXPONENTIAL, JOBQ_BACKOFF_LIST }
 typedef struct jobq_backoff {
     int refs;
     jobq_backoff_type type;
-    int64_t delay_ms;   /* fixed / exponential: first delay */
-    double factor;      /* exponential: multiplier per attempt (default 2) */
-    int64_t max_ms;     /* exponential: cap, 0 = none */
-    double jitter;      /* 0..1: delay is drawn from [delay*(1-jitter), delay] */
-    size_t n;           /* list: number of delays */
-    char *json;         /* its JSON text, made on first render (it never changes after) */
-    int64_t delays[];   /* list: delays in ms; the last one repeats */
+    int64_t delay_ms; /* fixed / exponential: first delay */
+    double factor;    /* exponential: multiplier per attempt (default 2) */
+    int64_t max_ms;   /* exponential: cap, 0 = none */
+    double jitter;    /* 0..1: delay is drawn from [delay*(1-jitter), delay] */
+    size_t n;         /* list: number of delays */
+    char *json;       /* its JSON text, made on first render (it never changes after) */
+    int64_t delays[]; /* list: delays in ms; the last one repeats */
 } jobq_backoff;
 
 /* New reference-counted backoff with room for n list delays (zeroed), refs = 1. */
@@ -89,8 +89,8 @@ int64_t jobq_backoff_delay(const jobq_backoff *b, int attempt, double rnd);
 /* ---------------------------------------------------------------- queues */
 
 typedef struct jobq_keep {
-    int64_t count;      /* keep at most this many, -1 = no limit */
-    int64_t age_ms;     /* remove older than this, 0 = no limit */
+    int64_t count;  /* keep at most this many, -1 = no limit */
+    int64_t age_ms; /* remove older than this, 0 = no limit */
 } jobq_keep;
 
 /* A queue's options. `set` says which fields a create/patch gives (JOBQ_QO_* bits). */
@@ -111,29 +111,29 @@ enum {
 };
 
 typedef struct jobq_job_defaults {
-    int max_attempts;        /* default 3 */
-    jobq_backoff *backoff;   /* owned reference; default exponential 2000 ms */
-    int64_t timeout_ms;      /* 0 = none */
-    int64_t lease_ms;        /* default 30000 */
-    int priority;            /* default 0 */
+    int max_attempts;      /* default 3 */
+    jobq_backoff *backoff; /* owned reference; default exponential 2000 ms */
+    int64_t timeout_ms;    /* 0 = none */
+    int64_t lease_ms;      /* default 30000 */
+    int priority;          /* default 0 */
 } jobq_job_defaults;
 
 typedef struct jobq_queue_opts {
     unsigned set;
-    char *type;              /* owned */
-    char *description;       /* owned */
-    int64_t concurrency;     /* 0 = unlimited */
+    char *type;          /* owned */
+    char *description;   /* owned */
+    int64_t concurrency; /* 0 = unlimited */
     int64_t group_concurrency;
     int64_t rate_max, rate_per_ms; /* 0 = none */
-    int64_t max_size;        /* 0 = unlimited */
-    int max_stalls;          /* default 1 */
+    int64_t max_size;              /* 0 = unlimited */
+    int max_stalls;                /* default 1 */
     jobq_job_defaults defaults;
-    jobq_keep keep_completed;/* default 1000 / none */
-    jobq_keep keep_failed;   /* default none / 7 days */
+    jobq_keep keep_completed;            /* default 1000 / none */
+    jobq_keep keep_failed;               /* default none / 7 days */
     int64_t cb_failures, cb_cooldown_ms; /* 0 = no breaker */
-    int64_t alert_backlog;   /* default 100 */
-    double alert_error_rate; /* percent, default 10 */
-    int status;              /* JOBQ_QSTATUS_*, with JOBQ_QO_STATUS */
+    int64_t alert_backlog;               /* default 100 */
+    double alert_error_rate;             /* percent, default 10 */
+    int status;                          /* JOBQ_QSTATUS_*, with JOBQ_QO_STATUS */
 } jobq_queue_opts;
 
 /* Fills `o` with the shipped defaults (set = 0). jobq_queue_opts_clear frees owned fields. */
@@ -169,19 +169,19 @@ json_t *jobq_queue_to_json(const jobq_queue *q);
 
 /* What an enqueue asks for. Pointers are borrowed for the call; the engine copies. */
 typedef struct jobq_job_spec {
-    const char *id;            /* NULL: the engine makes a UUIDv7 */
-    const char *data;          /* JSON text, NULL = null */
+    const char *id;   /* NULL: the engine makes a UUIDv7 */
+    const char *data; /* JSON text, NULL = null */
     size_t data_len;
     const char *name, *group, *tier, *project; /* NULL = none */
-    const char *tags;          /* JSON object text or NULL */
-    const char *requires;      /* JSON object text or NULL */
+    const char *tags;                          /* JSON object text or NULL */
+    const char *requires;                      /* JSON object text or NULL */
     int has_priority;
     int priority;
-    int64_t run_at;            /* ms since epoch; 0 or <= now: ready at once */
-    int max_attempts;          /* 0: queue default */
-    jobq_backoff *backoff;     /* NULL: queue default (borrowed; the engine takes a ref) */
-    int64_t timeout_ms;        /* -1: queue default; 0 = none */
-    int64_t lease_ms;          /* 0: queue default */
+    int64_t run_at;        /* ms since epoch; 0 or <= now: ready at once */
+    int max_attempts;      /* 0: queue default */
+    jobq_backoff *backoff; /* NULL: queue default (borrowed; the engine takes a ref) */
+    int64_t timeout_ms;    /* -1: queue default; 0 = none */
+    int64_t lease_ms;      /* 0: queue default */
     /* storage owned by the spec when filled by jobq_job_spec_parse */
     char *own_data, *own_tags, *own_requires;
 } jobq_job_spec;
@@ -230,9 +230,9 @@ typedef struct jobq_engine_hooks {
 } jobq_engine_hooks;
 
 typedef struct jobq_engine_config {
-    int strict_queues;     /* enqueue to an unknown queue: 404 instead of creating it */
-    uint64_t seed;         /* randomness for ids, leases and jitter */
-    size_t max_log_lines;  /* per job, default 1000 */
+    int strict_queues;    /* enqueue to an unknown queue: 404 instead of creating it */
+    uint64_t seed;        /* randomness for ids, leases and jitter */
+    size_t max_log_lines; /* per job, default 1000 */
 } jobq_engine_config;
 
 /* New empty engine (NULL on OOM). jobq_engine_free takes NULL. */
@@ -310,8 +310,8 @@ int64_t jobq_engine_job_position(const jobq_engine *e, const jobq_job *j);
  * next[] gets the cursor of the next page, or "" when there is none. A cursor whose job was
  * deleted meanwhile still works (the walk resumes below its sequence number). */
 typedef struct jobq_job_filter {
-    jobq_queue *queue;       /* NULL = any */
-    unsigned states;         /* bit per state, 0 = any */
+    jobq_queue *queue; /* NULL = any */
+    unsigned states;   /* bit per state, 0 = any */
     const char *group, *project;
     const char *tag_key, *tag_value; /* one tag filter, or NULL */
 } jobq_job_filter;
@@ -343,11 +343,11 @@ int jobq_engine_complete(jobq_engine *e, jobq_job *j, const char *lease, const c
                          int64_t now, int *repeat);
 
 typedef struct jobq_failure {
-    const char *message;     /* may be NULL */
-    const char *type;        /* may be NULL; "rate_limit", "provider", "cancelled", ... */
-    int retryable;           /* default 1 */
-    const char *details;     /* JSON text or NULL */
-    int64_t retry_in_ms;     /* -1: backoff */
+    const char *message; /* may be NULL */
+    const char *type;    /* may be NULL; "rate_limit", "provider", "cancelled", ... */
+    int retryable;       /* default 1 */
+    const char *details; /* JSON text or NULL */
+    int64_t retry_in_ms; /* -1: backoff */
 } jobq_failure;
 int jobq_engine_fail(jobq_engine *e, jobq_job *j, const char *lease, const jobq_failure *f,
                      int64_t now, int *repeat);

@@ -39,12 +39,12 @@ void jobq_list_remove(jobq_list *l, jobq_link *x);
 
 /* job flags */
 enum {
-    JF_UNCOMMITTED = 1 << 0,     /* enqueue not durable yet: never handed out */
-    JF_PERSISTED = 1 << 1,       /* an INSERT record has been emitted */
-    JF_DIRTY = 1 << 2,           /* in e->dirty */
-    JF_DELETED = 1 << 3,         /* tombstone: out of every index, freed after its batch */
+    JF_UNCOMMITTED = 1 << 0, /* enqueue not durable yet: never handed out */
+    JF_PERSISTED = 1 << 1,   /* an INSERT record has been emitted */
+    JF_DIRTY = 1 << 2,       /* in e->dirty */
+    JF_DELETED = 1 << 3,     /* tombstone: out of every index, freed after its batch */
     JF_CANCEL_REQUESTED = 1 << 4,
-    JF_HIST_ERROR = 1 << 5,      /* the next history entry carries x->error */
+    JF_HIST_ERROR = 1 << 5, /* the next history entry carries x->error */
 };
 
 /* Which list of its queue a job is in. */
@@ -53,21 +53,21 @@ enum { JL_NONE, JL_PENDING, JL_DELAYED, JL_ACTIVE, JL_COMPLETED, JL_FAILED, JL_C
 /* Rarely-needed parts of a job, allocated on first need. */
 typedef struct jobq_job_extra {
     char *name, *group, *tier, *project;
-    char *tags;          /* JSON object text */
-    char *requires;      /* JSON object text */
-    char *result;        /* JSON text */
-    char *error;         /* JSON text of the error object */
-    char *error_type;    /* borrowed view into nothing: owned copy of error.type, may be NULL */
-    char *progress;      /* JSON text */
-    char *checkpoint;    /* JSON text */
-    char *worker;        /* current (active) or last worker */
-    uint64_t lease;      /* current lease, 0 = none; kept after completion for idempotency */
+    char *tags;       /* JSON object text */
+    char *requires;   /* JSON object text */
+    char *result;     /* JSON text */
+    char *error;      /* JSON text of the error object */
+    char *error_type; /* borrowed view into nothing: owned copy of error.type, may be NULL */
+    char *progress;   /* JSON text */
+    char *checkpoint; /* JSON text */
+    char *worker;     /* current (active) or last worker */
+    uint64_t lease;   /* current lease, 0 = none; kept after completion for idempotency */
     int64_t lease_expires_at;
-    int64_t deadline;    /* attempt timeout, 0 = none */
+    int64_t deadline; /* attempt timeout, 0 = none */
     int64_t started_at, finished_at;
-    int log_n;           /* log lines written (next n) */
-    int log_first;       /* n of the oldest kept line */
-    int log_attempt;     /* attempt the last lines belong to */
+    int log_n;       /* log lines written (next n) */
+    int log_first;   /* n of the oldest kept line */
+    int log_attempt; /* attempt the last lines belong to */
 } jobq_job_extra;
 
 /* A heap entry: the key lives here, not in the job, so waiting jobs do not pay for it. */
@@ -78,23 +78,23 @@ typedef struct jobq_timer {
 
 struct jobq_job {
     jobq_queue *q;
-    char *data;           /* JSON text, points into the tail; immutable */
+    char *data; /* JSON text, points into the tail; immutable */
     uint32_t data_len;
-    uint32_t heap_idx;    /* index in e->timers + 1, 0 = not there */
+    uint32_t heap_idx; /* index in e->timers + 1, 0 = not there */
     int64_t seq;
     int64_t created_at, updated_at;
-    int64_t run_at;       /* scheduled / retrying: when it becomes ready */
+    int64_t run_at; /* scheduled / retrying: when it becomes ready */
     int16_t priority;
     uint8_t state;
-    uint8_t list;         /* JL_* */
+    uint8_t list; /* JL_* */
     uint16_t flags;
     uint16_t attempt, max_attempts, stalls;
     uint16_t hist_n;
     int32_t lease_ms, timeout_ms; /* ms; at most 2^31-1 (about 24.8 days) */
-    jobq_backoff *backoff;/* owned reference */
-    GSequenceIter *ready; /* in q->ready, or NULL */
-    jobq_link qlink;      /* in one of q's lists */
-    jobq_link alink;      /* in e->all */
+    jobq_backoff *backoff;        /* owned reference */
+    GSequenceIter *ready;         /* in q->ready, or NULL */
+    jobq_link qlink;              /* in one of q's lists */
+    jobq_link alink;              /* in e->all */
     jobq_job_extra *x;
     /* tail: id '\0' data '\0' (the id is JOB_ID(j): its place needs no pointer) */
 };
@@ -102,8 +102,8 @@ struct jobq_job {
 #define JOB_ID(j) ((char *)((j) + 1))
 #define JOBQ_MAX_ID 128 /* longest job id (client-given ids are checked against it) */
 
-#define JOB_OF_QLINK(l) ((jobq_job *)((char *)(l) - offsetof(jobq_job, qlink)))
-#define JOB_OF_ALINK(l) ((jobq_job *)((char *)(l) - offsetof(jobq_job, alink)))
+#define JOB_OF_QLINK(l) ((jobq_job *)((char *)(l)-offsetof(jobq_job, qlink)))
+#define JOB_OF_ALINK(l) ((jobq_job *)((char *)(l)-offsetof(jobq_job, alink)))
 
 struct jobq_queue {
     char id[37];
@@ -136,19 +136,19 @@ typedef struct jobq_worker {
 struct jobq_engine {
     jobq_engine_config cfg;
     jobq_engine_hooks hooks;
-    GHashTable *jobs;        /* set of jobq_job*, hashed by id */
-    GHashTable *queues;      /* name → jobq_queue* */
-    GHashTable *queue_ids;   /* id → jobq_queue* */
-    GHashTable *workers;     /* id → jobq_worker* */
-    jobq_timer *timers;      /* binary min-heap on .at */
+    GHashTable *jobs;      /* set of jobq_job*, hashed by id */
+    GHashTable *queues;    /* name → jobq_queue* */
+    GHashTable *queue_ids; /* id → jobq_queue* */
+    GHashTable *workers;   /* id → jobq_worker* */
+    jobq_timer *timers;    /* binary min-heap on .at */
     size_t ntimers, timers_cap;
-    jobq_list all;           /* every job, creation order (alink) */
+    jobq_list all; /* every job, creation order (alink) */
     int64_t next_seq;
-    uint64_t rng;            /* splitmix64 state */
-    int64_t last_id_ms;      /* UUIDv7 monotonicity */
+    uint64_t rng;       /* splitmix64 state */
+    int64_t last_id_ms; /* UUIDv7 monotonicity */
     uint64_t id_counter;
     int64_t started_at;
-    int64_t last_retention;  /* ms since epoch of the last age sweep */
+    int64_t last_retention; /* ms since epoch of the last age sweep */
     /* group commit */
     jobq_batch *batch;       /* records not yet taken (history, logs, queue deletes) */
     GPtrArray *dirty;        /* jobs whose row changed */
@@ -157,8 +157,8 @@ struct jobq_engine {
     GPtrArray *fresh;        /* jobs enqueued since the last take (uncommitted) */
     GQueue inflight;         /* per taken, unconfirmed batch: a GPtrArray of its new jobs */
     size_t inflight_jobs;
-    GPtrArray *graveyard;    /* deleted jobs an unconfirmed batch may still list */
-    int64_t seq_written;     /* next_seq as last written to the store's meta */
+    GPtrArray *graveyard;      /* deleted jobs an unconfirmed batch may still list */
+    int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
 };

@@ -210,7 +210,7 @@ int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
             if (!strcmp(key, "tags"))
                 x->tags = g_strdup(t);
             else
-                x->requires = g_strdup(t);
+            x->requires = g_strdup(t);
             free(t);
         } else if (!strcmp(key, "timeout_ms") && json_is_integer(v)) {
             j->timeout_ms = (int32_t)json_integer_value(v);
@@ -302,8 +302,8 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         j->seq = e->next_seq++;
         j->created_at = j->updated_at = now;
         j->priority = (int16_t)(s->has_priority ? s->priority : q->o.defaults.priority);
-        j->max_attempts = (uint16_t)(s->max_attempts > 0 ? s->max_attempts
-                                                         : q->o.defaults.max_attempts);
+        j->max_attempts =
+            (uint16_t)(s->max_attempts > 0 ? s->max_attempts : q->o.defaults.max_attempts);
         j->backoff = jobq_backoff_ref(s->backoff ? s->backoff : q->o.defaults.backoff);
         j->timeout_ms = (int32_t)(s->timeout_ms >= 0 ? s->timeout_ms : q->o.defaults.timeout_ms);
         j->lease_ms = (int32_t)(s->lease_ms > 0 ? s->lease_ms : q->o.defaults.lease_ms);
@@ -377,9 +377,8 @@ static void extend(jobq_engine *e, jobq_job *j, int64_t extend_ms, int64_t now)
         jobq_engine_worker_seen(e, x->worker, NULL, 0, now);
 
     x->lease_expires_at = now + (extend_ms > 0 ? extend_ms : j->lease_ms);
-    jobq_timer_set(e, j,
-                   x->deadline && x->deadline < x->lease_expires_at ? x->deadline
-                                                                    : x->lease_expires_at);
+    jobq_timer_set(
+        e, j, x->deadline && x->deadline < x->lease_expires_at ? x->deadline : x->lease_expires_at);
 }
 
 static void set_text(char **dst, const char *s)
@@ -648,9 +647,9 @@ json_t *jobq_engine_dead_stats(const jobq_engine *e)
             json_t *c = json_object_get(types, t);
             json_object_set_new(types, t, json_integer(c ? json_integer_value(c) + 1 : 1));
         }
-        json_object_set_new(qs, q->name,
-                            json_pack("{s:I, s:o}", "total", (json_int_t)q->failed_l.n,
-                                      "types", types));
+        json_object_set_new(
+            qs, q->name,
+            json_pack("{s:I, s:o}", "total", (json_int_t)q->failed_l.n, "types", types));
         total += q->failed_l.n;
     }
     return json_pack("{s:I, s:o}", "total", (json_int_t)total, "queues", qs);

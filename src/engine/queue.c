@@ -346,8 +346,8 @@ int64_t jobq_engine_queue_recover(jobq_engine *e, jobq_queue *q, const char *wor
 
     for (jobq_link *l = q->active.head.next, *next; l != &q->active.head; l = next) {
         jobq_job *j = JOB_OF_QLINK(l);
-        jobq_worker *w = j->x && j->x->worker ? g_hash_table_lookup(e->workers, j->x->worker)
-                                              : NULL;
+        jobq_worker *w =
+            j->x && j->x->worker ? g_hash_table_lookup(e->workers, j->x->worker) : NULL;
         int gone;
         next = l->next;
         if (worker)
@@ -434,10 +434,10 @@ static json_t *opts_json(const jobq_queue_opts *o)
     json_object_set_new(j, "keep_completed", keep_json(&o->keep_completed));
     json_object_set_new(j, "keep_failed", keep_json(&o->keep_failed));
     json_object_set_new(j, "circuit_breaker",
-                        o->cb_failures ? json_pack("{s:I, s:I}", "failures",
-                                                   (json_int_t)o->cb_failures, "cooldown_ms",
-                                                   (json_int_t)o->cb_cooldown_ms)
-                                       : json_null());
+                        o->cb_failures
+                            ? json_pack("{s:I, s:I}", "failures", (json_int_t)o->cb_failures,
+                                        "cooldown_ms", (json_int_t)o->cb_cooldown_ms)
+                            : json_null());
     json_object_set_new(j, "alert",
                         json_pack("{s:I, s:f}", "backlog", (json_int_t)o->alert_backlog,
                                   "error_rate", o->alert_error_rate));
@@ -477,17 +477,15 @@ char *jobq_queue_config_text(const jobq_queue *q)
     char *s, *r;
 
     json_object_set_new(j, "status", json_string(jobq_qstatus_name(q->status)));
-    json_object_set_new(j, "_state",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I}",
-                                  "enqueued", (json_int_t)q->enqueued, "processed",
-                                  (json_int_t)q->processed, "failed", (json_int_t)q->failed,
-                                  "retried", (json_int_t)q->retried, "stalled",
-                                  (json_int_t)q->stalled, "last_processed_at",
-                                  (json_int_t)q->last_processed_at, "last_error_at",
-                                  (json_int_t)q->last_error_at, "last_error",
-                                  q->last_error ? json_string(q->last_error) : json_null(),
-                                  "updated_at", (json_int_t)q->updated_at, "paused_at",
-                                  (json_int_t)q->paused_at));
+    json_object_set_new(
+        j, "_state",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I}", "enqueued",
+                  (json_int_t)q->enqueued, "processed", (json_int_t)q->processed, "failed",
+                  (json_int_t)q->failed, "retried", (json_int_t)q->retried, "stalled",
+                  (json_int_t)q->stalled, "last_processed_at", (json_int_t)q->last_processed_at,
+                  "last_error_at", (json_int_t)q->last_error_at, "last_error",
+                  q->last_error ? json_string(q->last_error) : json_null(), "updated_at",
+                  (json_int_t)q->updated_at, "paused_at", (json_int_t)q->paused_at));
     s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     r = g_strdup(s);
@@ -519,7 +517,8 @@ json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64
     json_object_set_new(j, "stalled", json_integer(q->stalled));
     json_object_set_new(j, "success_rate", json_real(pct(q->processed, done)));
     json_object_set_new(j, "error_rate", json_real(pct(q->failed, done)));
-    json_object_set_new(j, "throughput_per_min", json_real(jobq_queue_rate_per_ms(q, now) * 60000.0));
+    json_object_set_new(j, "throughput_per_min",
+                        json_real(jobq_queue_rate_per_ms(q, now) * 60000.0));
     json_object_set_new(j, "utilization_percent",
                         q->o.concurrency > 0
                             ? json_real(pct(q->counts[JOBQ_ACTIVE], q->o.concurrency))
@@ -732,8 +731,7 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
             jobq_timer_set(e, j, j->run_at);
             break;
         case JOBQ_WAITING:
-            j->ready = g_sequence_insert_sorted(j->q->ready, j, jobq_ready_cmp,
-                                                NULL);
+            j->ready = g_sequence_insert_sorted(j->q->ready, j, jobq_ready_cmp, NULL);
             break;
         case JOBQ_COMPLETED:
         case JOBQ_FAILED:
@@ -773,7 +771,7 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
         if (j->x)
             j->x->lease = 0;
         if (j->flags & JF_CANCEL_REQUESTED) { /* acknowledged cancel: ends as at lease expiry */
-            if (j->x && j->x->worker) /* finalize releases the worker's slot: count it */
+            if (j->x && j->x->worker)         /* finalize releases the worker's slot: count it */
                 jobq_worker_active(e, j->x->worker, +1);
             jobq_finalize(e, j, JOBQ_CANCELLED, now);
         } else

@@ -5,9 +5,9 @@
  * and a uv_timer for MHD's timeouts call MHD_run(), and a uv_prepare runs it once more
  * before the loop blocks whenever a parked request was resumed (from the loop thread MHD
  * does not signal its own wake-up channel, so nothing else would run it). Per request there
- * is one jobq_req, created in MHD's URI callback (which sees the raw, still percent-encoded path) and given back in
- * MHD's completion callback. The body is collected (bounded by max_body) and the route's
- * handler runs once, on MHD's final call. Its answer is queued on that call, or, if it
+ * is one jobq_req, created in MHD's URI callback (which sees the raw, still percent-encoded path)
+ * and given back in MHD's completion callback. The body is collected (bounded by max_body) and the
+ * route's handler runs once, on MHD's final call. Its answer is queued on that call, or, if it
  * parked the request, the connection is suspended and the answer resumes it later.
  *
  * Life of a jobq_req: refs = 1 for MHD (dropped in on_completed) + 1 while the disconnect

@@ -61,13 +61,13 @@ void jobq_http_free(jobq_http *h);
 void *jobq_req_app(const jobq_req *rq);
 const char *jobq_req_method(const jobq_req *rq);
 const char *jobq_req_path(const jobq_req *rq);
-const char *jobq_req_param(const jobq_req *rq, int i);        /* NULL past the last */
+const char *jobq_req_param(const jobq_req *rq, int i);            /* NULL past the last */
 const char *jobq_req_query(const jobq_req *rq, const char *name); /* "" for a bare ?x */
 const char *jobq_req_header(const jobq_req *rq, const char *name);
 /* Iterates query arguments: calls fn for each; stops early when fn returns non-zero. */
 void jobq_req_query_each(const jobq_req *rq, int (*fn)(void *ud, const char *k, const char *v),
                          void *ud);
-const char *jobq_req_body(const jobq_req *rq, size_t *len);   /* NUL-terminated, may be "" */
+const char *jobq_req_body(const jobq_req *rq, size_t *len); /* NUL-terminated, may be "" */
 
 /* Per-request data for handlers; `free_fn` (may be NULL) runs when the request ends. */
 void jobq_req_set_data(jobq_req *rq, void *data, void (*free_fn)(void *));

@@ -178,8 +178,8 @@ static int bind_job(sqlite3_stmt *st, const jobq_job_row *r, bool insert, const 
     rc |= bind_text(st, 15, r->checkpoint);
     rc |= bind_text(st, 16, r->error);
     rc |= bind_text(st, 17, r->result);
-    rc |= sqlite3_bind_text(st, 18, hist ? hist->str : "", hist ? (int)hist->len : 0,
-                            SQLITE_STATIC);
+    rc |=
+        sqlite3_bind_text(st, 18, hist ? hist->str : "", hist ? (int)hist->len : 0, SQLITE_STATIC);
     rc |= sqlite3_bind_int(st, 19, r->flags);
     rc |= sqlite3_bind_int64(st, 20, r->lease);
     if (insert) {
@@ -210,8 +210,8 @@ static int run(sq *q, sqlite3_stmt *st)
  * history column is these objects one after another, read back inside [ ]. */
 static void hist_text(GString *o, const jobq_hist_row *h)
 {
-    static const char *const names[] = {"waiting", "scheduled", "retrying",  "blocked", "active",
-                                        "review",  "completed", "failed",    "cancelled"};
+    static const char *const names[] = {"waiting", "scheduled", "retrying", "blocked",  "active",
+                                        "review",  "completed", "failed",   "cancelled"};
     int first = 1;
     int from_ok = h->from_state >= 0 && h->from_state < 9;
     int to_ok = h->to_state >= 0 && h->to_state < 9;
@@ -397,8 +397,8 @@ static void free_hist(jobq_hist_row *rows, size_t n)
 
 static int state_num(const char *name)
 {
-    static const char *const names[] = {"waiting", "scheduled", "retrying",  "blocked", "active",
-                                        "review",  "completed", "failed",    "cancelled"};
+    static const char *const names[] = {"waiting", "scheduled", "retrying", "blocked",  "active",
+                                        "review",  "completed", "failed",   "cancelled"};
     for (int i = 0; name && i < 9; i++) {
         if (strcmp(name, names[i]) == 0) {
             return i;

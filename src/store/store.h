@@ -23,83 +23,84 @@
 /* One job row. Strings are NUL-terminated, owned by whoever holds the row (a record owns its
  * row's strings; a row passed to a load callback is borrowed for the call). NULL = SQL NULL. */
 typedef struct jobq_job_row {
-    int64_t seq;          /* primary key: creation order, unique, never reused */
-    char *id;             /* job id (UUIDv7 text or client-given) */
-    char *queue_id;       /* queue's id */
-    int state;            /* enum jobq_state value */
+    int64_t seq;    /* primary key: creation order, unique, never reused */
+    char *id;       /* job id (UUIDv7 text or client-given) */
+    char *queue_id; /* queue's id */
+    int state;      /* enum jobq_state value */
     int priority;
     int attempt;
     int max_attempts;
     int stalls;
-    int64_t run_at;       /* ms since epoch, 0 = none */
-    int64_t created_at;   /* ms since epoch */
-    int64_t updated_at;   /* ms since epoch */
-    int64_t started_at;   /* ms since epoch, 0 = never */
-    int64_t finished_at;  /* ms since epoch, 0 = not final */
-    char *data;           /* JSON text; immutable after insert */
-    char *opts;           /* JSON text of the job's options; immutable after insert */
-    char *result;         /* JSON text */
-    char *error;          /* JSON text of the error object */
-    char *progress;       /* JSON text of the progress object */
-    char *checkpoint;     /* JSON text */
-    char *worker;         /* last worker that ran it */
-    int hist_n;           /* history entries written so far (next n) */
-    int log_n;            /* log lines written so far (next n) */
-    int flags;            /* JOBQ_ROW_* */
-    int64_t lease;        /* the lease that ran the last attempt (repeat completions) */
+    int64_t run_at;      /* ms since epoch, 0 = none */
+    int64_t created_at;  /* ms since epoch */
+    int64_t updated_at;  /* ms since epoch */
+    int64_t started_at;  /* ms since epoch, 0 = never */
+    int64_t finished_at; /* ms since epoch, 0 = not final */
+    char *data;          /* JSON text; immutable after insert */
+    char *opts;          /* JSON text of the job's options; immutable after insert */
+    char *result;        /* JSON text */
+    char *error;         /* JSON text of the error object */
+    char *progress;      /* JSON text of the progress object */
+    char *checkpoint;    /* JSON text */
+    char *worker;        /* last worker that ran it */
+    int hist_n;          /* history entries written so far (next n) */
+    int log_n;           /* log lines written so far (next n) */
+    int flags;           /* JOBQ_ROW_* */
+    int64_t lease;       /* the lease that ran the last attempt (repeat completions) */
 } jobq_job_row;
 
 enum { JOBQ_ROW_CANCEL_REQUESTED = 1 };
 
 typedef struct jobq_hist_row {
     int64_t job_seq;
-    int n;                /* per-job sequence number */
-    int64_t at;           /* ms since epoch */
-    int from_state;       /* enum jobq_state, -1 = none (created) */
+    int n;          /* per-job sequence number */
+    int64_t at;     /* ms since epoch */
+    int from_state; /* enum jobq_state, -1 = none (created) */
     int to_state;
     int attempt;
-    char *worker;         /* may be NULL */
-    char *error;          /* JSON text, may be NULL */
+    char *worker; /* may be NULL */
+    char *error;  /* JSON text, may be NULL */
 } jobq_hist_row;
 
 typedef struct jobq_queue_row {
     char *id;
     char *name;
-    char *config;         /* JSON text: the queue's options, status and counters to keep */
+    char *config; /* JSON text: the queue's options, status and counters to keep */
     int64_t created_at;
 } jobq_queue_row;
 
 typedef enum jobq_rec_kind {
-    JOBQ_REC_JOB_INSERT,  /* row: every column */
-    JOBQ_REC_JOB_UPDATE,  /* row: every column but data, opts, queue_id, id, created_at */
-    JOBQ_REC_JOB_DELETE,  /* job_seq: the job and its history; its logs when `logs` */
-    JOBQ_REC_HIST,        /* hist: appended to the job's history in record order */
-    JOBQ_REC_LOG,         /* log: append one line */
-    JOBQ_REC_LOG_TRIM,    /* log: delete lines of job_seq with n < log.n */
-    JOBQ_REC_QUEUE_PUT,   /* queue: insert or replace */
-    JOBQ_REC_QUEUE_DELETE,/* queue.id: the queue row (its jobs are deleted by JOB_DELETE records) */
-    JOBQ_REC_META_PUT,    /* meta key/value, e.g. "config" */
+    JOBQ_REC_JOB_INSERT,   /* row: every column */
+    JOBQ_REC_JOB_UPDATE,   /* row: every column but data, opts, queue_id, id, created_at */
+    JOBQ_REC_JOB_DELETE,   /* job_seq: the job and its history; its logs when `logs` */
+    JOBQ_REC_HIST,         /* hist: appended to the job's history in record order */
+    JOBQ_REC_LOG,          /* log: append one line */
+    JOBQ_REC_LOG_TRIM,     /* log: delete lines of job_seq with n < log.n */
+    JOBQ_REC_QUEUE_PUT,    /* queue: insert or replace */
+    JOBQ_REC_QUEUE_DELETE, /* queue.id: the queue row (its jobs are deleted by JOB_DELETE records)
+                            */
+    JOBQ_REC_META_PUT,     /* meta key/value, e.g. "config" */
 } jobq_rec_kind;
 
 typedef struct jobq_rec {
     jobq_rec_kind kind;
-    int64_t job_seq;                 /* JOB_DELETE */
-    int logs;                        /* JOB_DELETE: the job has log lines to delete too */
+    int64_t job_seq; /* JOB_DELETE */
+    int logs;        /* JOB_DELETE: the job has log lines to delete too */
     union {
-        jobq_job_row job;            /* JOB_INSERT, JOB_UPDATE */
-        jobq_hist_row hist;          /* HIST */
+        jobq_job_row job;   /* JOB_INSERT, JOB_UPDATE */
+        jobq_hist_row hist; /* HIST */
         struct {
             int64_t job_seq;
             int n;
             int attempt;
             int64_t at;
             char *line;
-        } log;                       /* LOG, LOG_TRIM (n only) */
-        jobq_queue_row queue;        /* QUEUE_PUT, QUEUE_DELETE (id only) */
+        } log;                /* LOG, LOG_TRIM (n only) */
+        jobq_queue_row queue; /* QUEUE_PUT, QUEUE_DELETE (id only) */
         struct {
             char *key;
             char *value;
-        } meta;                      /* META_PUT */
+        } meta; /* META_PUT */
     } u;
 } jobq_rec;
 
@@ -107,7 +108,7 @@ typedef struct jobq_rec {
 typedef struct jobq_batch {
     jobq_rec *recs;
     size_t n, cap;
-    uint64_t id;          /* set by the caller; echoed in the completion */
+    uint64_t id; /* set by the caller; echoed in the completion */
 } jobq_batch;
 
 /* Returns a new empty batch (NULL on OOM). jobq_batch_free takes NULL and frees every

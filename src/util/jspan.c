@@ -44,8 +44,8 @@ static const char *skip_value(const char *p, const char *end)
             break;
         default:
             if (!depth) { /* a scalar at top level: up to the next delimiter */
-                while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' &&
-                       *p != '\n' && *p != '\r' && *p != '\t')
+                while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+                       *p != '\r' && *p != '\t')
                     p++;
                 return p;
             }

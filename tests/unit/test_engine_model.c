@@ -423,8 +423,8 @@ static void verify(model *m)
     }
     MA(e->ntimers == ntimed, "engine has %zu timers, model %zu", e->ntimers, ntimed);
     if (ntimed)
-        MA(e->timers[0].at == tmin, "next timer %" PRId64 ", model %" PRId64,
-           e->timers[0].at, tmin);
+        MA(e->timers[0].at == tmin, "next timer %" PRId64 ", model %" PRId64, e->timers[0].at,
+           tmin);
     MA(jobq_engine_next_timer(e) <= tmin, "next_timer later than the first due job");
     MA(m->h.final == m->finals, "final hook %d times, model %" PRId64, m->h.final, m->finals);
     MA(m->h.deleted == m->deletes, "deleted hook %d times, model %" PRId64, m->h.deleted,
