@@ -130,8 +130,9 @@ int main(int argc, char **argv)
     if (!uv_is_closing((uv_handle_t *)&sigint))
         uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    code = jobq_app_abandoned(app) ? 2 : 0;
     jobq_app_free(app);
     uv_loop_close(loop);
     fprintf(stderr, "jobqd: stopped\n");
-    return 0;
+    return code;
 }

@@ -35,6 +35,8 @@ int jobq_app_port(const jobq_app *a);
 /* Begins a graceful stop: no new connections; in-flight requests finish; parked ones are
  * answered; then every handle closes and uv_run returns. */
 void jobq_app_stop(jobq_app *a);
+/* 1 when the stop gave up on changes a failing store never took (exit non-zero). */
+int jobq_app_abandoned(const jobq_app *a);
 /* Frees what is left after uv_run returned. Takes NULL. */
 void jobq_app_free(jobq_app *a);
 

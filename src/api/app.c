@@ -76,6 +76,8 @@ struct jobq_app {
     GQueue results;
     int any_ready;
     int stopping;
+    int abandoned;          /* stopped with changes the failing store never took */
+    uv_timer_t stop_timer;  /* bounds a stop while the store fails */
     int closed;
 };
 
@@ -456,6 +458,7 @@ static void on_engine_timer(uv_timer_t *t)
 }
 
 static void close_all(jobq_app *a);
+static void turn_end(jobq_app *a);
 
 /* The end of a loop turn: hand ready jobs to parked fetches, send the turn's changes to the
  * store, re-arm the engine's timer. Runs both before the loop polls (uv_prepare: requests
@@ -478,8 +481,8 @@ static void turn_end(jobq_app *a)
             uv_timer_start(&a->engine_timer, on_engine_timer,
                            (uint64_t)MAX(0, due - jobq_app_now()), 0);
     }
-    if (a->stopping && !a->inflight && !jobq_engine_has_changes(a->e) && !a->fetchers.length &&
-        !a->results.length && jobq_http_pending(a->http) == 0)
+    if (a->stopping && (a->abandoned || (!a->inflight && !jobq_engine_has_changes(a->e))) &&
+        !a->fetchers.length && !a->results.length && jobq_http_pending(a->http) == 0)
         close_all(a);
 }
 
@@ -569,6 +572,8 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->park_timer.data = a;
     uv_timer_init(loop, &a->retry_timer);
     a->retry_timer.data = a;
+    uv_timer_init(loop, &a->stop_timer);
+    a->stop_timer.data = a;
 
     hcfg.max_body = cfg->max_body ? cfg->max_body : 1 << 20;
     hcfg.max_connections = 10000;
@@ -595,11 +600,38 @@ fail:
     return NULL;
 }
 
+/* A stop that is still waiting for a failing store after STOP_WAIT_MS gives up: what the
+ * store never took is lost (its requests were answered 503), and the exit status says so. */
+#define STOP_WAIT_MS 10000
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    jobq_app *a = t->data;
+
+    if (a->closed || !a->store_failed)
+        return;
+    fprintf(stderr,
+            "jobqd: the store still fails after %d s; stopping without the changes it did not "
+            "take (their requests were answered 503)\n",
+            STOP_WAIT_MS / 1000);
+    a->abandoned = 1;
+    answer_waiters(a, a->wait_inflight, 0);
+    answer_waiters(a, a->wait_next, 0);
+    uv_timer_stop(&a->retry_timer);
+    turn_end(a);
+}
+
+int jobq_app_abandoned(const jobq_app *a)
+{
+    return a->abandoned;
+}
+
 void jobq_app_stop(jobq_app *a)
 {
     if (a->stopping)
         return;
     a->stopping = 1;
+    uv_timer_start(&a->stop_timer, on_stop_timer, STOP_WAIT_MS, 0);
     if (a->http)
         jobq_http_quiesce(a->http);
     /* parked fetches and result waits are answered now */
@@ -617,6 +649,7 @@ static void close_all(jobq_app *a)
     uv_close((uv_handle_t *)&a->engine_timer, NULL);
     uv_close((uv_handle_t *)&a->park_timer, NULL);
     uv_close((uv_handle_t *)&a->retry_timer, NULL);
+    uv_close((uv_handle_t *)&a->stop_timer, NULL);
     if (a->store)
         uv_close((uv_handle_t *)&a->async, NULL);
 }

@@ -3,6 +3,7 @@ server with prlimit, makes every write fail with EFBIG as a full disk would). Th
 answers changes with 503, keeps serving reads, corrupts nothing, and recovers by itself
 when the disk does."""
 
+import signal
 import sqlite3
 import subprocess
 
@@ -52,3 +53,17 @@ def test_disk_full_answers_503_and_recovers(server):
     finally:
         db.close()
     s.restart()
+
+
+def test_sigterm_while_the_store_fails_exits_nonzero(server):
+    s = server
+    q = s.qname()
+    kept = s.enqueue(q, {"n": "kept"})
+    prlimit_fsize(s.proc.pid, 1)
+    st, body = s.post(f"/v1/queues/{q}/jobs", {"data": {"n": "refused"}})
+    assert st == 503, (st, body)
+    s.proc.send_signal(signal.SIGTERM)
+    # the stop waits for the store a while, then gives up and says so in its exit status
+    assert s.proc.wait(timeout=30) == 2
+    s.restart()
+    assert s.job(kept["id"])["data"] == {"n": "kept"}
