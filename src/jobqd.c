@@ -117,7 +117,6 @@ int main(int argc, char **argv)
     app = jobq_app_new(loop, &cfg, &code);
     if (!app)
         return code ? code : 1;
-    fprintf(stderr, "jobqd: listening on %s:%d\n", host, jobq_app_port(app));
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint);
@@ -130,7 +129,7 @@ int main(int argc, char **argv)
     if (!uv_is_closing((uv_handle_t *)&sigint))
         uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
-    code = jobq_app_abandoned(app) ? 2 : 0;
+    code = jobq_app_exit_code(app);
     jobq_app_free(app);
     uv_loop_close(loop);
     fprintf(stderr, "jobqd: stopped\n");

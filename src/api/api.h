@@ -27,16 +27,19 @@ typedef struct jobq_app_config {
     size_t max_body;
 } jobq_app_config;
 
-/* Opens the store, loads it, listens. NULL with a message on stderr on failure; *exit_code
- * says which (1: usage/lock/bind, 2: store). */
+/* Opens the store, listens, and starts loading the store in the background: until it is
+ * loaded /healthz answers 200 and every other path 503, and "listening on" is printed once
+ * it is. NULL with a message on stderr when the store cannot be opened or the address not
+ * bound; *exit_code says which (1: lock/bind, 2: store). */
 jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_code);
 /* The port actually bound. */
 int jobq_app_port(const jobq_app *a);
 /* Begins a graceful stop: no new connections; in-flight requests finish; parked ones are
  * answered; then every handle closes and uv_run returns. */
 void jobq_app_stop(jobq_app *a);
-/* 1 when the stop gave up on changes a failing store never took (exit non-zero). */
-int jobq_app_abandoned(const jobq_app *a);
+/* The process's exit status once uv_run returned: 0, or 2 when the store could not be
+ * loaded or a stop gave up on changes a failing store never took. */
+int jobq_app_exit_code(const jobq_app *a);
 /* Frees what is left after uv_run returned. Takes NULL. */
 void jobq_app_free(jobq_app *a);
 

@@ -77,6 +77,12 @@ struct jobq_app {
     int any_ready;
     int stopping;
     int abandoned;          /* stopped with changes the failing store never took */
+    int exit_code;          /* for main: 0, or 2 when the store failed us */
+    int recovering;         /* the store is being loaded on the thread pool */
+    int load_rc;            /* the load's result (written by the pool thread) */
+    int64_t load_started;   /* ms since epoch */
+    uv_work_t load;
+    char *host, *data_dir;
     uv_timer_t stop_timer;  /* bounds a stop while the store fails */
     int closed;
 };
@@ -468,7 +474,7 @@ static void turn_end(jobq_app *a)
 {
     int64_t due;
 
-    if (a->closed)
+    if (a->closed || a->recovering) /* the pool thread owns the engine until loaded */
         return;
     serve_fetchers(a);
     flush(a);
@@ -498,16 +504,67 @@ static void on_prepare(uv_prepare_t *p)
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* ---------------------------------------------------------------- recovery
+ * The server listens before it loads: while the store is read back (seconds for millions of
+ * jobs) /healthz answers 200 and every other path 503, so probes can tell "alive, not ready"
+ * from "gone". The load runs on libuv's thread pool; nothing else touches the engine until
+ * it is done (the gate answers every request that would, and turn_end waits). */
+
+static int recovery_gate(jobq_req *rq)
+{
+    jobq_app *a = jobq_req_app(rq);
+
+    if (!a->recovering || strcmp(jobq_req_path(rq), "/healthz") == 0)
+        return 0;
+    jobq_req_add_header(rq, "Retry-After", "1");
+    jobq_req_error(rq, 503, "unavailable", "recovering: the store is being loaded; retry shortly",
+                   NULL);
+    return 1;
+}
+
+static void load_work(uv_work_t *w)
+{
+    jobq_app *a = w->data;
+    jobq_load_cb cb = jobq_engine_loader(a->e);
+
+    a->load_rc = jobq_store_load(a->store, &cb);
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    jobq_app *a = w->data;
+    int rc = status ? JOBQ_EIO : a->load_rc;
+
+    if (rc == 0)
+        rc = jobq_engine_load_done(a->e, jobq_app_now());
+    if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
+        rc = JOBQ_ESTORE;
+    if (rc) {
+        fprintf(stderr, "jobqd: cannot load the store in %s: %s\n", a->data_dir,
+                jobq_strerror(rc));
+        a->exit_code = 2;
+        a->abandoned = 1; /* nothing to save: the engine holds only what was read */
+        a->recovering = 0;
+        jobq_app_stop(a);
+        return;
+    }
+    a->recovering = 0;
+    fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
+            jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e),
+            jobq_app_now() - a->load_started);
+    if (!a->stopping)
+        fprintf(stderr, "jobqd: listening on %s:%d\n", a->host, a->port);
+    uv_async_send(&a->async); /* one more turn: arm the engine's timer */
+}
+
 jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_code)
 {
     jobq_app *a = g_new0(jobq_app, 1);
     jobq_engine_config ecfg = {0};
     jobq_engine_hooks hooks = {0};
     jobq_http_config hcfg = {0};
-    jobq_load_cb cb;
     const char *msg = NULL;
-    int err = 0, rc;
-    int64_t t0 = jobq_app_now();
+    int err = 0;
 
     a->loop = loop;
     a->engine_due = a->park_due = INT64_MAX;
@@ -515,13 +572,16 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->wait_inflight = g_array_new(FALSE, FALSE, sizeof(waiter));
     g_queue_init(&a->fetchers);
     g_queue_init(&a->results);
+    a->host = g_strdup(cfg->listen_host);
+    a->data_dir = g_strdup(cfg->data_dir);
+    a->load_started = jobq_app_now();
 
     ecfg.strict_queues = cfg->strict_queues;
     {
         uint64_t seed = 0;
         FILE *f = fopen("/dev/urandom", "rb");
         if (!f || fread(&seed, sizeof seed, 1, f) != 1)
-            seed = (uint64_t)t0 ^ ((uint64_t)getpid() << 32);
+            seed = (uint64_t)a->load_started ^ ((uint64_t)getpid() << 32);
         if (f)
             fclose(f);
         ecfg.seed = seed;
@@ -536,28 +596,17 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         fprintf(stderr, "jobqd: cannot open store in %s: %s\n", cfg->data_dir,
                 msg ? msg : jobq_strerror(err));
         *exit_code = err == JOBQ_ELOCKED ? 1 : 2;
-        goto fail;
+        jobq_engine_free(a->e);
+        g_array_free(a->wait_next, TRUE);
+        g_array_free(a->wait_inflight, TRUE);
+        g_free(a->host);
+        g_free(a->data_dir);
+        g_free(a);
+        return NULL;
     }
-    cb = jobq_engine_loader(a->e);
-    rc = jobq_store_load(a->store, &cb);
-    if (rc == 0)
-        rc = jobq_engine_load_done(a->e, jobq_app_now());
-    if (rc) {
-        fprintf(stderr, "jobqd: cannot load store in %s: %s\n", cfg->data_dir, jobq_strerror(rc));
-        *exit_code = 2;
-        goto fail;
-    }
-    fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
-            jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e), jobq_app_now() - t0);
 
     uv_async_init(loop, &a->async, on_async);
     a->async.data = a;
-    if (jobq_store_start(a->store, store_notify, a) != 0) {
-        fprintf(stderr, "jobqd: cannot start the store's writer\n");
-        *exit_code = 2;
-        uv_close((uv_handle_t *)&a->async, NULL);
-        goto fail;
-    }
     uv_check_init(loop, &a->check);
     a->check.data = a;
     uv_check_start(&a->check, on_check);
@@ -575,29 +624,30 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     uv_timer_init(loop, &a->stop_timer);
     a->stop_timer.data = a;
 
+    a->recovering = 1;
     hcfg.max_body = cfg->max_body ? cfg->max_body : 1 << 20;
     hcfg.max_connections = 10000;
     hcfg.idle_timeout_s = 60;
     a->http = jobq_http_new(loop, &hcfg, jobq_routes, jobq_nroutes, a);
+    if (a->http)
+        jobq_http_set_gate(a->http, recovery_gate);
     if (!a->http || jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
         fprintf(stderr, "jobqd: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
         *exit_code = 1;
         jobq_http_free(a->http);
         a->http = NULL;
         a->stopping = 1;
+        a->recovering = 0;
         close_all(a);
         uv_run(loop, UV_RUN_DEFAULT);
         jobq_app_free(a);
         return NULL;
     }
+    fprintf(stderr, "jobqd: loading %s; serving /healthz on %s:%d meanwhile\n", cfg->data_dir,
+            cfg->listen_host, a->port);
+    a->load.data = a;
+    uv_queue_work(loop, &a->load, load_work, load_done);
     return a;
-fail:
-    jobq_store_free(a->store);
-    jobq_engine_free(a->e);
-    g_array_free(a->wait_next, TRUE);
-    g_array_free(a->wait_inflight, TRUE);
-    g_free(a);
-    return NULL;
 }
 
 /* A stop that is still waiting for a failing store after STOP_WAIT_MS gives up: what the
@@ -621,9 +671,9 @@ static void on_stop_timer(uv_timer_t *t)
     turn_end(a);
 }
 
-int jobq_app_abandoned(const jobq_app *a)
+int jobq_app_exit_code(const jobq_app *a)
 {
-    return a->abandoned;
+    return a->exit_code ? a->exit_code : a->abandoned ? 2 : 0;
 }
 
 void jobq_app_stop(jobq_app *a)
@@ -664,5 +714,7 @@ void jobq_app_free(jobq_app *a)
     jobq_engine_free(a->e);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
+    g_free(a->host);
+    g_free(a->data_dir);
     g_free(a);
 }

@@ -63,6 +63,7 @@ struct jobq_http {
     uv_loop_t *loop; /* borrowed */
     jobq_router *router;
     void *app;       /* borrowed, for handlers */
+    int (*gate)(jobq_req *rq); /* may answer a request before its handler runs */
     size_t max_body; /* bytes */
     unsigned max_connections;
     unsigned idle_timeout_s;
@@ -630,6 +631,17 @@ static void route_error(jobq_req *rq)
     }
 }
 
+/* The server's gate, if any, answered rq: its handler must not run. */
+static int h_gate(jobq_req *rq)
+{
+    return rq->h->gate && rq->h->gate(rq);
+}
+
+void jobq_http_set_gate(jobq_http *h, int (*gate)(jobq_req *rq))
+{
+    h->gate = gate;
+}
+
 /* The body is complete: answer a transport error, or run the handler and queue its answer
  * or park the request. */
 static enum MHD_Result dispatch(jobq_req *rq)
@@ -647,7 +659,8 @@ static enum MHD_Result dispatch(jobq_req *rq)
     } else {
         rq->body[rq->body_len] = '\0';
         rq->state = RQ_HANDLER;
-        rq->route->fn(rq);
+        if (!h_gate(rq))
+            rq->route->fn(rq);
         if (!rq->resp && rq->park_asked) {
             park(rq);
             return MHD_YES;

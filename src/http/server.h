@@ -48,6 +48,10 @@ jobq_http *jobq_http_new(uv_loop_t *loop, const jobq_http_config *cfg, const job
  * 0 or a negative jobq error code. */
 int jobq_http_listen(jobq_http *h, const char *host, int port, int *bound_port);
 
+/* Sets a gate that sees every routed request before its handler: when it returns non-zero
+ * it has answered the request and the handler does not run (NULL: no gate). */
+void jobq_http_set_gate(jobq_http *h, int (*gate)(jobq_req *rq));
+
 /* Stops accepting new connections; requests in flight go on. */
 void jobq_http_quiesce(jobq_http *h);
 

@@ -2,11 +2,12 @@
 directory lock, SIGTERM/SIGINT while requests are in flight."""
 
 import http.client
+import re
 import signal
 import threading
 import time
 
-from conftest import STARTUP_TIMEOUT, assert_error, now_ms, wait_until
+from conftest import LISTEN_RE, STARTUP_TIMEOUT, assert_error, now_ms, wait_until
 
 
 def _enqueuers(s, q, n_threads, per_thread, acked, stop, errors):
@@ -248,3 +249,38 @@ def test_restart_does_not_change_timestamps(server):
     assert k["created_at"] == j["created_at"] <= t
     assert k["run_at"] == j["run_at"]
     assert k["state"] == "scheduled"
+
+
+def test_serves_health_while_it_loads(server):
+    """The server listens before it has read the store back: /healthz answers 200 at once,
+    /readyz and the API 503 `unavailable` until every job is loaded, then all is there."""
+    s = server
+    q = s.qname()
+    for _ in range(20):
+        st, _ = s.post(f"/v1/queues/{q}/jobs", {"jobs": [{"data": i} for i in range(10000)]})
+        assert st == 201
+    s.kill9()
+    proc, log = s.spawn()
+    s.proc = proc
+    s.logs.append(log)
+    loading = re.compile(r"jobqd: loading \S+; serving /healthz on (\S+):(\d+)")
+    m = wait_until(lambda: loading.search(log.read_text(errors="replace")), timeout=STARTUP_TIMEOUT,
+                   what="the loading line")
+    s.port = int(m.group(2))
+    seen = {"healthz": set(), "readyz": set(), "jobs": set()}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen["healthz"].add(s.get("/healthz")[0])
+        jobs = s.get(f"/v1/queues/{q}")[0]
+        r = s.request("GET", "/readyz")
+        seen["readyz"].add(r.status)
+        if r.status == 503:  # still loading after the API request, so it came during the load
+            assert r.json["error"]["code"] == "unavailable"
+            seen["jobs"].add(jobs)
+        if r.status == 200:
+            break
+    assert seen["healthz"] == {200}, seen
+    assert seen["readyz"] == {503, 200}, f"never saw the recovery window: {seen}"
+    assert seen["jobs"] == {503}, seen
+    assert LISTEN_RE.search(log.read_text(errors="replace")), "no listening line once ready"
+    assert s.get(f"/v1/queues/{q}")[1]["counts"]["waiting"] == 200000
