@@ -167,17 +167,12 @@ static void on_committed(void *ud, jobq_batch *b, int status)
 {
     jobq_app *a = ud;
 
-    if (status != 0) {
-        if (!a->store_failed)
-            fprintf(stderr, "jobqd: store: batch of %zu records failed (%s); retrying\n", b->n,
-                    jobq_strerror(status));
+    if (status != 0) { /* the store has said why on stderr, once per failing spell */
         a->store_failed = 1;
         answer_waiters(a, a->wait_inflight, 0);
         uv_timer_start(&a->retry_timer, on_retry, 500, 0);
         return;
     }
-    if (a->store_failed)
-        fprintf(stderr, "jobqd: store: recovered\n");
     a->store_failed = 0;
     a->inflight = NULL;
     jobq_batch_free(b);
