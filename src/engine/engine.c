@@ -756,6 +756,7 @@ int jobq_engine_has_changes(const jobq_engine *e)
 jobq_batch *jobq_engine_take_changes(jobq_engine *e)
 {
     jobq_batch *b;
+    size_t deletes = 0;
 
     if (!jobq_engine_has_changes(e))
         return NULL;
@@ -767,6 +768,7 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
 
         j->flags &= (uint16_t)~JF_DIRTY;
         if (j->flags & JF_DELETED) {
+            deletes++;
             r = jobq_batch_add(b, JOBQ_REC_JOB_DELETE);
             r->job_seq = j->seq;
             r->logs = j->x && j->x->log_n > 0;
@@ -808,7 +810,9 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
         e->inflight_jobs += mine->len;
     }
     g_ptr_array_set_size(e->fresh, 0);
-    if (e->seq_written < e->next_seq) { /* the high-water mark: seqs are never reused */
+    /* the high-water mark that keeps seqs from being reused: only a deletion could let the
+     * largest stored seq fall behind next_seq, so only batches that delete write it */
+    if (deletes && e->seq_written < e->next_seq) {
         jobq_rec *r = jobq_batch_add(b, JOBQ_REC_META_PUT);
         r->u.meta.key = g_strdup("next_seq");
         r->u.meta.value = g_strdup_printf("%" PRId64, e->next_seq);
