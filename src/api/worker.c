@@ -14,6 +14,8 @@
 
 #include "api/api.h"
 #include "util/jsonw.h"
+#include "util/jspan.h"
+#include "util/jvalid.h"
 
 #define MAX_FETCH 1000
 #define MAX_WAIT_MS 600000
@@ -475,24 +477,24 @@ out:
 
 /* ---------------------------------------------------------------- batch ack */
 
-static void ack_item(jobq_app *a, jobq_req *rq, const json_t *item, GString *o, int64_t now)
+/* One ack: complete (result: JSON text or NULL) or, with err, fail. Appends its result
+ * object to o. id/lease NULL: the item lacked them. */
+static void ack_one(jobq_app *a, const char *id, const char *lease, const char *result,
+                    const json_t *err, const json_t *retry_in, GString *o, int64_t now)
 {
     jobq_engine *e = jobq_app_engine(a);
-    json_t *id = json_object_get(item, "id"), *lease = json_object_get(item, "lease");
-    json_t *err = json_object_get(item, "error");
     jobq_job *j;
-    int first = 1, rc;
+    int first = 1;
     unsigned status = 200;
     const char *code = NULL, *msg = NULL;
 
-    (void)rq;
     g_string_append_c(o, '{');
-    jobq_jw_kstr(o, &first, "id", json_string_value(id));
-    if (!json_is_object(item) || !json_is_string(id) || !json_is_string(lease)) {
+    jobq_jw_kstr(o, &first, "id", id);
+    if (!id || !lease) {
         status = 400;
         code = "invalid_argument";
         msg = "each ack needs \"id\" and \"lease\"";
-    } else if (!(j = jobq_engine_job(e, json_string_value(id)))) {
+    } else if (!(j = jobq_engine_job(e, id))) {
         status = 404;
         code = "not_found";
         msg = "job not found";
@@ -500,25 +502,20 @@ static void ack_item(jobq_app *a, jobq_req *rq, const json_t *item, GString *o, 
         jobq_failure f;
         char *details = NULL;
         const char *field;
-        msg = parse_failure(err, json_object_get(item, "retry_in_ms"), &f, &details, &field);
+        msg = parse_failure(err, retry_in, &f, &details, &field);
         if (msg) {
             status = 400;
             code = "invalid_argument";
-        } else if (jobq_engine_fail(e, j, json_string_value(lease), &f, now, NULL)) {
+        } else if (jobq_engine_fail(e, j, lease, &f, now, NULL)) {
             status = 409;
             code = "lease_lost";
             msg = "job is not active under this lease";
         }
         free(details);
-    } else {
-        char *result = dump(json_object_get(item, "result"));
-        rc = jobq_engine_complete(e, j, json_string_value(lease), result, now, NULL);
-        free(result);
-        if (rc) {
-            status = 409;
-            code = "lease_lost";
-            msg = "job is not active under this lease";
-        }
+    } else if (jobq_engine_complete(e, j, lease, result, now, NULL)) {
+        status = 409;
+        code = "lease_lost";
+        msg = "job is not active under this lease";
     }
     jobq_jw_kint(o, &first, "status", status);
     if (code) {
@@ -532,17 +529,146 @@ static void ack_item(jobq_app *a, jobq_req *rq, const json_t *item, GString *o, 
     g_string_append_c(o, '}');
 }
 
+/* ---- acks read straight from the text (the common shape), see fast_acks */
+
+typedef struct fast_ack {
+    jobq_jspan id, lease, result, error, retry;
+    int dup;
+} fast_ack;
+
+typedef struct fast_acks {
+    GArray *items; /* of fast_ack */
+    int bad;
+} fast_acks;
+
+static int set_once(jobq_jspan *slot, jobq_jspan v, int *dup)
+{
+    if (slot->p)
+        *dup = 1;
+    *slot = v;
+    return 0;
+}
+
+static int ack_member(void *ud, jobq_jspan k, jobq_jspan v)
+{
+    fast_ack *f = ud;
+
+#define KEY(s) (k.len == sizeof(s) - 1 && memcmp(k.p, s, sizeof(s) - 1) == 0)
+    if (KEY("id"))
+        return set_once(&f->id, v, &f->dup);
+    if (KEY("lease"))
+        return set_once(&f->lease, v, &f->dup);
+    if (KEY("result"))
+        return set_once(&f->result, v, &f->dup);
+    if (KEY("error"))
+        return set_once(&f->error, v, &f->dup);
+    if (KEY("retry_in_ms"))
+        return set_once(&f->retry, v, &f->dup);
+#undef KEY
+    if (memchr(k.p, '\\', k.len))
+        f->dup = 1; /* an escaped key could be one of the above: leave it to jansson */
+    return 0;
+}
+
+static void ack_element(void *ud, size_t i, jobq_jspan el)
+{
+    fast_acks *fa = ud;
+    fast_ack f = {0};
+
+    (void)i;
+    if (fa->bad)
+        return;
+    if (jobq_jspan_members(el.p, el.p + el.len, ack_member, &f) != 0 || f.dup)
+        fa->bad = 1;
+    g_array_append_val(fa->items, f);
+}
+
+/* A plain JSON string (no escapes) copied into buf; NULL when it is anything else. */
+static const char *plain(jobq_jspan v, char *buf, size_t cap)
+{
+    if (!v.p || v.len < 2 || v.len - 2 >= cap || v.p[0] != '"' || v.p[v.len - 1] != '"' ||
+        memchr(v.p + 1, '\\', v.len - 2))
+        return NULL;
+    memcpy(buf, v.p + 1, v.len - 2);
+    buf[v.len - 2] = '\0';
+    return buf;
+}
+
+static int top_member(void *ud, jobq_jspan k, jobq_jspan v)
+{
+    jobq_jspan *acks = ud;
+
+    if (k.len != 4 || memcmp(k.p, "acks", 4) || acks->p)
+        return 1; /* anything but one "acks": the full path answers it */
+    *acks = v;
+    return 0;
+}
+
+/* The batch ack without building a tree: the body is checked by the validator, ids and
+ * leases are read from the text, results kept as the bytes sent. Returns the answer, or
+ * NULL when the body is not of the plain shape (the caller takes the jansson path, whose
+ * answers name what is wrong). */
+static GString *fast_acks_answer(jobq_app *a, const char *text, size_t len, int64_t now)
+{
+    const char *end = text + len;
+    jobq_jspan acks = {NULL, 0};
+    fast_acks fa = {g_array_new(FALSE, TRUE, sizeof(fast_ack)), 0};
+    GString *o = NULL;
+
+    if (!len || jobq_api_too_deep(text, len) || !jobq_json_valid(text, len, 64) ||
+        jobq_jspan_members(text, end, top_member, &acks) != 0 || !acks.p || acks.p[0] != '[')
+        goto out;
+    jobq_jspan_each(acks.p, acks.p + acks.len, ack_element, &fa);
+    if (fa.bad || fa.items->len > MAX_ACKS)
+        goto out;
+    for (guint i = 0; i < fa.items->len; i++) { /* every item plain, or none is applied here */
+        fast_ack *f = &g_array_index(fa.items, fast_ack, i);
+        char b1[256], b2[256];
+        if (!plain(f->id, b1, sizeof b1) || !plain(f->lease, b2, sizeof b2))
+            goto out;
+    }
+    o = g_string_sized_new(64 + fa.items->len * 64);
+    g_string_append(o, "{\"results\":[");
+    for (guint i = 0; i < fa.items->len; i++) {
+        fast_ack *f = &g_array_index(fa.items, fast_ack, i);
+        char idb[256], leaseb[256];
+        char *result = f->result.p ? g_strndup(f->result.p, f->result.len) : NULL;
+        json_t *err = f->error.p ? json_loadb(f->error.p, f->error.len, JSON_DECODE_ANY, NULL)
+                                 : NULL;
+        json_t *retry = f->retry.p ? json_loadb(f->retry.p, f->retry.len, JSON_DECODE_ANY, NULL)
+                                   : NULL;
+        if (i)
+            g_string_append_c(o, ',');
+        ack_one(a, plain(f->id, idb, sizeof idb), plain(f->lease, leaseb, sizeof leaseb),
+                result, err, retry, o, now);
+        g_free(result);
+        json_decref(err);
+        json_decref(retry);
+    }
+    g_string_append(o, "]}");
+out:
+    g_array_free(fa.items, TRUE);
+    return o;
+}
+
 void jobq_h_ack(jobq_req *rq)
 {
     static const char *const keys[] = {"acks", NULL};
     jobq_app *a = jobq_req_app(rq);
     json_t *body, *acks, *item;
-    size_t i;
+    size_t i, len;
+    const char *text;
     GString *o;
     int64_t now = jobq_app_now();
 
     if (!jobq_app_writable(a, rq))
         return;
+    text = jobq_req_body(rq, &len);
+    o = fast_acks_answer(a, text, len, now);
+    if (o) {
+        jobq_api_reply_durable(a, rq, 200, o);
+        return;
+    }
     body = jobq_api_body(rq, 1);
     if (!body || only_keys(rq, body, keys))
         goto out;
@@ -555,9 +681,14 @@ void jobq_h_ack(jobq_req *rq)
     g_string_append(o, "{\"results\":[");
     json_array_foreach(acks, i, item)
     {
+        json_t *id = json_object_get(item, "id"), *lease = json_object_get(item, "lease");
+        char *result = dump(json_object_get(item, "result"));
         if (i)
             g_string_append_c(o, ',');
-        ack_item(a, rq, item, o, now);
+        ack_one(a, json_is_object(item) ? json_string_value(id) : NULL,
+                json_is_object(item) ? json_string_value(lease) : NULL, result,
+                json_object_get(item, "error"), json_object_get(item, "retry_in_ms"), o, now);
+        free(result);
     }
     g_string_append(o, "]}");
     jobq_api_reply_durable(a, rq, 200, o);

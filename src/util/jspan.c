@@ -101,3 +101,29 @@ void jobq_jspan_each(const char *arr, const char *end,
             p = ws(p + 1, end);
     }
 }
+
+int jobq_jspan_members(const char *obj, const char *end,
+                       int (*fn)(void *ud, jobq_jspan key, jobq_jspan val), void *ud)
+{
+    const char *p = ws(obj, end);
+
+    if (p >= end || *p != '{')
+        return -1;
+    p = ws(p + 1, end);
+    while (p < end && *p == '"') {
+        const char *kend = skip_string(p, end);
+        jobq_jspan key = {p + 1, (size_t)(kend - p - 2)}, val;
+        p = ws(kend, end);
+        if (p >= end || *p != ':')
+            return -1;
+        val.p = ws(p + 1, end);
+        p = skip_value(val.p, end);
+        val.len = (size_t)(p - val.p);
+        if (fn(ud, key, val))
+            return 1;
+        p = ws(p, end);
+        if (p < end && *p == ',')
+            p = ws(p + 1, end);
+    }
+    return p < end && *p == '}' ? 0 : -1;
+}

@@ -23,4 +23,10 @@ jobq_jspan jobq_jspan_member(const char *obj, const char *end, const char *key);
 void jobq_jspan_each(const char *arr, const char *end,
                      void (*fn)(void *ud, size_t i, jobq_jspan el), void *ud);
 
+/* Calls fn(ud, key, value) for each member of the object at `obj`; the key span is the
+ * string's raw text between its quotes (escapes not decoded). Returns 0 after the last, 1
+ * when fn stopped it (non-zero), -1 when obj is not an object. */
+int jobq_jspan_members(const char *obj, const char *end,
+                       int (*fn)(void *ud, jobq_jspan key, jobq_jspan val), void *ud);
+
 #endif

@@ -638,3 +638,33 @@ def test_workers_list(server):
     n = by_id["render-host-2:7"]["active_jobs"]
     assert (len(n) if isinstance(n, list) else n) == 0
     assert t0 - 5 <= w1["last_seen_at"] <= t1 + 5
+
+
+def test_ack_bodies_of_every_shape(srv, q):
+    """Batch acks give the same answers whatever the body looks like: pretty-printed with
+    a nested result (kept as sent), ids written with escapes, or refused duplicate keys."""
+    for i in range(3):
+        srv.enqueue(q, {"i": i}, id=f"{q}-a{i}")
+    jobs = {j["id"]: j for j in srv.fetch(q, count=3)}
+    a0, a1, a2 = (jobs[f"{q}-a{i}"] for i in range(3))
+    pretty = ('{\n  "acks": [\n    {"id": "%s", "lease": "%s", "result": {"n": [1, 2], "s": "\\u00e9"}},\n'
+              '    {"lease": "%s", "id": "%s", "error": {"message": "no", "retryable": false}}\n  ]\n}'
+              % (a0["id"], a0["lease"], a1["lease"], a1["id"]))
+    r = srv.request("POST", "/v1/ack", pretty)
+    assert r.status == 200, r.json
+    assert [x["status"] for x in r.json["results"]] == [200, 200]
+    assert srv.job(a0["id"])["result"] == {"n": [1, 2], "s": "\u00e9"}
+    assert srv.job(a1["id"])["state"] == "failed"
+    # an id spelled with an escape is the same id
+    escaped = a2["id"].replace("-", "\\u002d")
+    r = srv.request("POST", "/v1/ack",
+                    '{"acks":[{"id":"%s","lease":"%s","result":7}]}' % (escaped, a2["lease"]))
+    assert r.status == 200 and r.json["results"][0]["status"] == 200, r.json
+    assert srv.job(a2["id"])["result"] == 7
+    # a repeated key is refused whole, nothing applied
+    srv.enqueue(q, {"i": 9}, id=f"{q}-a9")
+    j9 = srv.fetch_one(q)
+    r = srv.request("POST", "/v1/ack",
+                    '{"acks":[{"id":"%s","lease":"%s","lease":"x"}]}' % (j9["id"], j9["lease"]))
+    assert r.status == 400 and r.json["error"]["code"] == "invalid_json", r.json
+    assert srv.job(j9["id"])["state"] == "active"

@@ -65,3 +65,40 @@ Test(jspan, array_elements)
     jobq_jspan_each("[]", "[]" + 2, collect, &s);
     cr_assert_eq(s.n, 0);
 }
+
+typedef struct members {
+    size_t n;
+    char keys[4][16], vals[4][32];
+} members;
+
+static int collect_member(void *ud, jobq_jspan k, jobq_jspan v)
+{
+    members *m = ud;
+
+    cr_assert_lt(m->n, 4);
+    memcpy(m->keys[m->n], k.p, k.len);
+    m->keys[m->n][k.len] = '\0';
+    memcpy(m->vals[m->n], v.p, v.len);
+    m->vals[m->n][v.len] = '\0';
+    m->n++;
+    return 0;
+}
+
+Test(jspan, object_members)
+{
+    const char *doc = "{ \"id\" : \"a\\\"b\", \"r\":{\"x\":[1,\"}\"]} ,\"k\\u0031\":null }";
+    members m = {0};
+
+    cr_assert_eq(jobq_jspan_members(doc, doc + strlen(doc), collect_member, &m), 0);
+    cr_assert_eq(m.n, 3);
+    cr_assert_str_eq(m.keys[0], "id");
+    cr_assert_str_eq(m.vals[0], "\"a\\\"b\"");
+    cr_assert_str_eq(m.keys[1], "r");
+    cr_assert_str_eq(m.vals[1], "{\"x\":[1,\"}\"]}");
+    cr_assert_str_eq(m.keys[2], "k\\u0031", "keys are raw text");
+    cr_assert_str_eq(m.vals[2], "null");
+    cr_assert_eq(jobq_jspan_members("[1]", "[1]" + 3, collect_member, &m), -1);
+    m.n = 0;
+    cr_assert_eq(jobq_jspan_members("{}", "{}" + 2, collect_member, &m), 0);
+    cr_assert_eq(m.n, 0);
+}
