@@ -81,6 +81,8 @@ int64_t jobq_api_query_int(jobq_req *rq, const char *name, int64_t def, int64_t 
 void jobq_api_reply_durable(jobq_app *a, jobq_req *rq, unsigned status, GString *body);
 /* Renders one job answer. */
 void jobq_api_job(jobq_app *a, jobq_req *rq, unsigned status, const jobq_job *j, int with_lease);
+/* Answers 200 {"id","state","result","error"} for j (GET /v1/jobs/{id}/result). */
+void jobq_api_result(jobq_req *rq, const jobq_job *j);
 /* 404 for a missing job/queue, else the object. */
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq);
 jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq);

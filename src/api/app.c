@@ -76,14 +76,14 @@ struct jobq_app {
     GQueue results;
     int any_ready;
     int stopping;
-    int abandoned;          /* stopped with changes the failing store never took */
-    int exit_code;          /* for main: 0, or 2 when the store failed us */
-    int recovering;         /* the store is being loaded on the thread pool */
-    int load_rc;            /* the load's result (written by the pool thread) */
-    int64_t load_started;   /* ms since epoch */
+    int abandoned;        /* stopped with changes the failing store never took */
+    int exit_code;        /* for main: 0, or 2 when the store failed us */
+    int recovering;       /* the store is being loaded on the thread pool */
+    int load_rc;          /* the load's result (written by the pool thread) */
+    int64_t load_started; /* ms since epoch */
     uv_work_t load;
     char *host, *data_dir;
-    uv_timer_t stop_timer;  /* bounds a stop while the store fails */
+    uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
 };
 
@@ -329,20 +329,12 @@ static void engine_ready(void *ud, jobq_queue *q)
 static void result_reply(jobq_app *a, jobq_req *rq, const char *id)
 {
     jobq_job *j = jobq_engine_job(a->e, id);
-    GString *o;
-    int first = 1;
 
     if (!j) {
         jobq_req_error(rq, 404, "not_found", "job not found (deleted)", NULL);
         return;
     }
-    o = g_string_new("{");
-    jobq_jw_kstr(o, &first, "id", jobq_job_id(j));
-    jobq_jw_kstr(o, &first, "state", jobq_state_name(jobq_job_state(j)));
-    jobq_jw_kraw(o, &first, "result", jobq_job_result_text(j));
-    jobq_jw_kraw(o, &first, "error", jobq_job_error_text(j));
-    g_string_append_c(o, '}');
-    jobq_api_gstring(rq, 200, o);
+    jobq_api_result(rq, j);
 }
 
 static void result_wait_free(jobq_app *a, result_wait *w)
@@ -535,8 +527,7 @@ static void load_done(uv_work_t *w, int status)
     if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
         rc = JOBQ_ESTORE;
     if (rc) {
-        fprintf(stderr, "jobqd: cannot load the store in %s: %s\n", a->data_dir,
-                jobq_strerror(rc));
+        fprintf(stderr, "jobqd: cannot load the store in %s: %s\n", a->data_dir, jobq_strerror(rc));
         a->exit_code = 2;
         a->abandoned = 1; /* nothing to save: the engine holds only what was read */
         a->recovering = 0;
@@ -591,12 +582,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         fprintf(stderr, "jobqd: cannot open store in %s: %s\n", cfg->data_dir,
                 msg ? msg : jobq_strerror(err));
         *exit_code = err == JOBQ_ELOCKED ? 1 : 2;
-        jobq_engine_free(a->e);
-        g_array_free(a->wait_next, TRUE);
-        g_array_free(a->wait_inflight, TRUE);
-        g_free(a->host);
-        g_free(a->data_dir);
-        g_free(a);
+        jobq_app_free(a);
         return NULL;
     }
 

@@ -168,6 +168,19 @@ void jobq_api_job(jobq_app *a, jobq_req *rq, unsigned status, const jobq_job *j,
     jobq_api_gstring(rq, status, o);
 }
 
+void jobq_api_result(jobq_req *rq, const jobq_job *j)
+{
+    GString *o = g_string_new("{");
+    int first = 1;
+
+    jobq_jw_kstr(o, &first, "id", jobq_job_id(j));
+    jobq_jw_kstr(o, &first, "state", jobq_state_name(jobq_job_state(j)));
+    jobq_jw_kraw(o, &first, "result", jobq_job_result_text(j));
+    jobq_jw_kraw(o, &first, "error", jobq_job_error_text(j));
+    g_string_append_c(o, '}');
+    jobq_api_gstring(rq, 200, o);
+}
+
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq)
 {
     const char *id = jobq_req_param(rq, 0);

@@ -517,8 +517,6 @@ void jobq_h_job_result(jobq_req *rq)
     jobq_app *a = jobq_req_app(rq);
     jobq_job *j = jobq_api_find_job(a, rq);
     int64_t wait;
-    GString *o;
-    int first = 1;
 
     if (!j)
         return;
@@ -529,13 +527,7 @@ void jobq_h_job_result(jobq_req *rq)
         jobq_app_park_result(a, rq, jobq_job_id(j), jobq_app_now() + wait);
         return;
     }
-    o = g_string_new("{");
-    jobq_jw_kstr(o, &first, "id", jobq_job_id(j));
-    jobq_jw_kstr(o, &first, "state", jobq_state_name(jobq_job_state(j)));
-    jobq_jw_kraw(o, &first, "result", jobq_job_result_text(j));
-    jobq_jw_kraw(o, &first, "error", jobq_job_error_text(j));
-    g_string_append_c(o, '}');
-    jobq_api_gstring(rq, 200, o);
+    jobq_api_result(rq, j);
 }
 
 /* ---------------------------------------------------------------- history and logs */

@@ -633,14 +633,14 @@ static GString *fast_acks_answer(jobq_app *a, const char *text, size_t len, int6
         fast_ack *f = &g_array_index(fa.items, fast_ack, i);
         char idb[256], leaseb[256];
         char *result = f->result.p ? g_strndup(f->result.p, f->result.len) : NULL;
-        json_t *err = f->error.p ? json_loadb(f->error.p, f->error.len, JSON_DECODE_ANY, NULL)
-                                 : NULL;
-        json_t *retry = f->retry.p ? json_loadb(f->retry.p, f->retry.len, JSON_DECODE_ANY, NULL)
-                                   : NULL;
+        json_t *err =
+            f->error.p ? json_loadb(f->error.p, f->error.len, JSON_DECODE_ANY, NULL) : NULL;
+        json_t *retry =
+            f->retry.p ? json_loadb(f->retry.p, f->retry.len, JSON_DECODE_ANY, NULL) : NULL;
         if (i)
             g_string_append_c(o, ',');
-        ack_one(a, plain(f->id, idb, sizeof idb), plain(f->lease, leaseb, sizeof leaseb),
-                result, err, retry, o, now);
+        ack_one(a, plain(f->id, idb, sizeof idb), plain(f->lease, leaseb, sizeof leaseb), result,
+                err, retry, o, now);
         g_free(result);
         json_decref(err);
         json_decref(retry);

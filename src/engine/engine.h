@@ -246,9 +246,10 @@ jobq_load_cb jobq_engine_loader(jobq_engine *e);
 int jobq_engine_load_done(jobq_engine *e, int64_t now);
 
 /* Group commit. take_changes returns the batch of every change since the last call (new,
- * owned by the caller), or NULL when there is none. committed() tells the engine the last
- * taken batch is durable: its new jobs become fetchable. failed() tells it the batch failed;
- * the caller keeps the batch and submits it again later. */
+ * owned by the caller), or NULL when there is none. committed() tells the engine that the
+ * oldest taken, unconfirmed batch is durable: its new jobs become fetchable. Batches are
+ * confirmed in the order they were taken. A batch the store failed to apply is simply
+ * submitted again; the engine needs no word of it (its jobs stay unfetchable until then). */
 jobq_batch *jobq_engine_take_changes(jobq_engine *e);
 void jobq_engine_committed(jobq_engine *e, int64_t now);
 int jobq_engine_has_changes(const jobq_engine *e);

@@ -62,9 +62,9 @@ typedef struct hdr {
 struct jobq_http {
     uv_loop_t *loop; /* borrowed */
     jobq_router *router;
-    void *app;       /* borrowed, for handlers */
+    void *app;                 /* borrowed, for handlers */
     int (*gate)(jobq_req *rq); /* may answer a request before its handler runs */
-    size_t max_body; /* bytes */
+    size_t max_body;           /* bytes */
     unsigned max_connections;
     unsigned idle_timeout_s;
     struct MHD_Daemon *d;     /* NULL until listening */
@@ -627,7 +627,8 @@ static void route_error(jobq_req *rq)
                        "malformed percent-escape in the path", NULL);
         break;
     default:
-        jobq_req_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no such path", NULL);
+        jobq_req_error(rq, MHD_HTTP_NOT_FOUND, "not_found",
+                       "no such path (the routes are listed in docs/api.md)", NULL);
     }
 }
 
