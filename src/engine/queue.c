@@ -706,9 +706,19 @@ static gint finish_cmp(gconstpointer a, gconstpointer b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Documents: the engine's own kinds are read here; the rest go to the doc hook. */
+static int load_doc(void *ud, const char *kind, const char *id, const char *body)
+{
+    jobq_engine *e = ud;
+
+    if (e->hooks.doc)
+        return e->hooks.doc(e->hooks.ud, kind, id, body);
+    return 0;
+}
+
 jobq_load_cb jobq_engine_loader(jobq_engine *e)
 {
-    jobq_load_cb cb = {load_meta, load_queue, load_job, e};
+    jobq_load_cb cb = {load_meta, load_queue, load_job, e, load_doc};
 
     e->loading = 1;
     return cb;

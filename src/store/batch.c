@@ -59,6 +59,12 @@ static void rec_clear(jobq_rec *r)
         free(r->u.meta.key);
         free(r->u.meta.value);
         break;
+    case JOBQ_REC_DOC_PUT:
+    case JOBQ_REC_DOC_DELETE:
+        free(r->u.doc.kind);
+        free(r->u.doc.id);
+        free(r->u.doc.body);
+        break;
     }
 }
 

@@ -7,7 +7,7 @@
  * statement is prepared once at open; text is bound SQLITE_STATIC because the batch
  * outlives the step.
  *
- * Schema (meta.schema_version = 2):
+ * Schema (meta.schema_version = 3; a version 2 file gains the docs table on open):
  *   meta(key, value)                   the store's schema_version and the engine's pairs
  *   queues(id, name, config, created_at)
  *   jobs(seq INTEGER PRIMARY KEY, ...) seq is the rowid: loads come back in seq order and
@@ -18,6 +18,7 @@
  *                                      entries ride on the job's own INSERT/UPDATE, so a
  *                                      state change costs no statement of its own.
  *   logs(job, n, ...) WITHOUT ROWID:   keyed (job, n), one job's lines are one range.
+ *   docs(kind, id, body) WITHOUT ROWID: every other object (store.h "Documents").
  * DIR/LOCK carries an flock held for the store's life (and the holder's pid, for the error
  * message of the next opener).
  *
@@ -47,7 +48,7 @@
 #include "util/err.h"
 #include "util/jsonw.h"
 
-#define SCHEMA_VERSION "2"
+#define SCHEMA_VERSION "3"
 #define CACHE_KIB 16384         /* page cache: the writer mostly appends; reads are rare */
 #define WAL_IDLE_PAGES 1000     /* checkpoint when the writer idles (SQLite's default) */
 #define WAL_FORCE_PAGES 10000   /* checkpoint right after a commit (~40 MiB of WAL) */
@@ -68,6 +69,8 @@ enum stmt {
     S_QUEUE_PUT,
     S_QUEUE_DELETE,
     S_META_PUT,
+    S_DOC_PUT,
+    S_DOC_DELETE,
     S_HIST_SELECT,
     S_LOG_SELECT,
     S_COUNT
@@ -101,6 +104,8 @@ static const char *const stmt_sql[S_COUNT] = {
                     " VALUES(?1, ?2, ?3, ?4)",
     [S_QUEUE_DELETE] = "DELETE FROM queues WHERE id = ?1",
     [S_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+    [S_DOC_PUT] = "INSERT OR REPLACE INTO docs(kind, id, body) VALUES(?1, ?2, ?3)",
+    [S_DOC_DELETE] = "DELETE FROM docs WHERE kind = ?1 AND id = ?2",
     [S_HIST_SELECT] = "SELECT history FROM jobs WHERE seq = ?1",
     [S_LOG_SELECT] = "SELECT line FROM logs WHERE job = ?1 AND (?2 < 0 OR attempt = ?2)"
                      " ORDER BY n",
@@ -108,6 +113,10 @@ static const char *const stmt_sql[S_COUNT] = {
 
 /* Small fixed-size columns first and the big immutable payloads last, so a row's hot
  * columns sit in its first bytes. */
+#define DOCS_SQL                                                                            \
+    "CREATE TABLE IF NOT EXISTS docs(kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT,"         \
+    " PRIMARY KEY(kind, id)) WITHOUT ROWID;"
+
 static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE queues(id TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT,"
@@ -122,6 +131,7 @@ static const char schema_sql[] =
     " lease INTEGER NOT NULL DEFAULT 0, opts TEXT, data TEXT);"
     "CREATE TABLE logs(job INTEGER NOT NULL, n INTEGER NOT NULL, attempt INTEGER NOT NULL,"
     " at INTEGER NOT NULL, line TEXT NOT NULL, PRIMARY KEY(job, n)) WITHOUT ROWID;"
+    DOCS_SQL
     "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 /* Column order of this SELECT is what load_job reads by index. */
@@ -299,6 +309,17 @@ static int apply_rec(sq *q, const jobq_rec *r, GHashTable *hist, GHashTable *row
         st = q->st[S_META_PUT];
         rc = bind_text(st, 1, r->u.meta.key);
         rc |= bind_text(st, 2, r->u.meta.value);
+        break;
+    case JOBQ_REC_DOC_PUT:
+        st = q->st[S_DOC_PUT];
+        rc = bind_text(st, 1, r->u.doc.kind);
+        rc |= bind_text(st, 2, r->u.doc.id);
+        rc |= bind_text(st, 3, r->u.doc.body);
+        break;
+    case JOBQ_REC_DOC_DELETE:
+        st = q->st[S_DOC_DELETE];
+        rc = bind_text(st, 1, r->u.doc.kind);
+        rc |= bind_text(st, 2, r->u.doc.id);
         break;
     default:
         return SQLITE_MISUSE;
@@ -522,6 +543,13 @@ static int load_meta(sqlite3_stmt *st, const jobq_load_cb *cb)
                     (const char *)sqlite3_column_text(st, 1));
 }
 
+static int load_doc(sqlite3_stmt *st, const jobq_load_cb *cb)
+{
+    return cb->doc(cb->ud, (const char *)sqlite3_column_text(st, 0),
+                   (const char *)sqlite3_column_text(st, 1),
+                   (const char *)sqlite3_column_text(st, 2));
+}
+
 static int load_queue(sqlite3_stmt *st, const jobq_load_cb *cb)
 {
     jobq_queue_row r = {
@@ -600,6 +628,9 @@ static int sq_load(void *be, const jobq_load_cb *cb)
     if (cb->meta) {
         ret = load_rows(q, "SELECT key, value FROM meta WHERE key <> 'schema_version'", load_meta,
                         cb);
+    }
+    if (!ret && cb->doc) {
+        ret = load_rows(q, "SELECT kind, id, body FROM docs ORDER BY kind, id", load_doc, cb);
     }
     if (!ret && cb->queue) {
         ret = load_rows(q,
@@ -734,6 +765,16 @@ static int check_schema(sq *q, char *why, size_t whylen)
     } else {
         rc = pragma_text(q->db, "SELECT value FROM meta WHERE key = 'schema_version'", version,
                          sizeof(version));
+        if (rc == SQLITE_OK && strcmp(version, "2") == 0) {
+            rc = sqlite3_exec(q->db,
+                              DOCS_SQL "UPDATE meta SET value = '" SCHEMA_VERSION
+                                       "' WHERE key = 'schema_version';",
+                              NULL, NULL, NULL);
+            if (rc != SQLITE_OK) {
+                goto out_rollback;
+            }
+            strcpy(version, SCHEMA_VERSION);
+        }
         if (rc == SQLITE_OK && strcmp(version, SCHEMA_VERSION) != 0) {
             sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
             snprintf(why, whylen,

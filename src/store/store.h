@@ -80,6 +80,8 @@ typedef enum jobq_rec_kind {
     JOBQ_REC_QUEUE_DELETE, /* queue.id: the queue row (its jobs are deleted by JOB_DELETE records)
                             */
     JOBQ_REC_META_PUT,     /* meta key/value, e.g. "config" */
+    JOBQ_REC_DOC_PUT,      /* doc: insert or replace (kind, id) with body */
+    JOBQ_REC_DOC_DELETE,   /* doc: delete (kind, id); body unused */
 } jobq_rec_kind;
 
 typedef struct jobq_rec {
@@ -101,6 +103,11 @@ typedef struct jobq_rec {
             char *key;
             char *value;
         } meta; /* META_PUT */
+        struct {
+            char *kind; /* e.g. "flow", "schedule", "webhook": who owns the document */
+            char *id;
+            char *body; /* JSON text, opaque to the store */
+        } doc;          /* DOC_PUT, DOC_DELETE */
     } u;
 } jobq_rec;
 
@@ -120,14 +127,19 @@ jobq_rec *jobq_batch_add(jobq_batch *b, jobq_rec_kind kind);
 void jobq_job_row_clear(jobq_job_row *r); /* frees the strings, zeroes the row */
 
 /* Callbacks the loader calls, in this order: every meta pair (but the store's own
- * "schema_version", a reserved key), every queue (by created_at), then every job in seq
- * order. A NULL callback skips its kind. Rows are borrowed for the call. A non-zero return
- * stops the load with that value. */
+ * "schema_version", a reserved key), every document (by kind, then id), every queue (by
+ * created_at), then every job in seq order. A NULL callback skips its kind. Rows are
+ * borrowed for the call. A non-zero return stops the load with that value.
+ *
+ * Documents are the store's home for everything that is not a job or a queue (flows,
+ * pipelines, schedules, webhooks, deliveries, settings): a JSON body under (kind, id), put
+ * and deleted by DOC records, read back whole on load. The store never looks inside. */
 typedef struct jobq_load_cb {
     int (*meta)(void *ud, const char *key, const char *value);
     int (*queue)(void *ud, const jobq_queue_row *row);
     int (*job)(void *ud, const jobq_job_row *row);
     void *ud;
+    int (*doc)(void *ud, const char *kind, const char *id, const char *body);
 } jobq_load_cb;
 
 /* Read results, delivered on the loop thread. `rows`/`lines` are borrowed for the call.

@@ -293,6 +293,7 @@ typedef struct simstore {
     GHashTable *queues; /* id → jobq_queue_row* */
     GHashTable *hist;   /* seq → GArray of jobq_hist_row (worker/error not kept) */
     GHashTable *meta;   /* key → value (both owned) */
+    GTree *docs;        /* "kind\nid" → body (both owned), loaded in (kind, id) order */
     size_t batches;
 } simstore;
 
@@ -319,6 +320,12 @@ static H_UNUSED void sim_hist_free(gpointer p)
     g_array_free(p, TRUE);
 }
 
+static H_UNUSED gint sim_str_cmp(gconstpointer a, gconstpointer b, gpointer ud)
+{
+    (void)ud;
+    return strcmp(a, b);
+}
+
 static H_UNUSED simstore *sim_new(void)
 {
     simstore *s = calloc(1, sizeof *s);
@@ -327,6 +334,7 @@ static H_UNUSED simstore *sim_new(void)
     s->queues = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, sim_qrow_free);
     s->hist = g_hash_table_new_full(g_int64_hash, g_int64_equal, free, sim_hist_free);
     s->meta = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    s->docs = g_tree_new_full(sim_str_cmp, NULL, g_free, g_free);
     return s;
 }
 
@@ -338,6 +346,7 @@ static H_UNUSED void sim_free(simstore *s)
     g_hash_table_destroy(s->queues);
     g_hash_table_destroy(s->hist);
     g_hash_table_destroy(s->meta);
+    g_tree_destroy(s->docs);
     free(s);
 }
 
@@ -439,6 +448,16 @@ static H_UNUSED void sim_apply(simstore *s, const jobq_batch *b)
         case JOBQ_REC_META_PUT:
             g_hash_table_replace(s->meta, g_strdup(r->u.meta.key), g_strdup(r->u.meta.value));
             break;
+        case JOBQ_REC_DOC_PUT:
+            g_tree_replace(s->docs, g_strdup_printf("%s\n%s", r->u.doc.kind, r->u.doc.id),
+                           g_strdup(r->u.doc.body));
+            break;
+        case JOBQ_REC_DOC_DELETE: {
+            char *k = g_strdup_printf("%s\n%s", r->u.doc.kind, r->u.doc.id);
+            g_tree_remove(s->docs, k);
+            g_free(k);
+            break;
+        }
         default:
             break;
         }
@@ -465,8 +484,22 @@ static H_UNUSED gint sim_seq_cmp(gconstpointer a, gconstpointer b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Feeds everything in s to e through jobq_engine_loader (queues, then jobs in seq order), then
- * jobq_engine_load_done(now). Asserts every callback and load_done return 0. */
+static H_UNUSED gboolean sim_load_doc(gpointer k, gpointer v, gpointer ud)
+{
+    const jobq_load_cb *cb = ud;
+    char *kind = g_strdup(k), *id = strchr(kind, '\n');
+    int rc;
+
+    *id++ = '\0';
+    rc = cb->doc(cb->ud, kind, id, v);
+    g_free(kind);
+    cr_assert_eq(rc, 0, "load doc = %d", rc);
+    return FALSE;
+}
+
+/* Feeds everything in s to e through jobq_engine_loader (meta, documents, queues, then jobs
+ * in seq order), then jobq_engine_load_done(now). Asserts every callback and load_done
+ * return 0. */
 static H_UNUSED void sim_load(simstore *s, jobq_engine *e, int64_t now)
 {
     jobq_load_cb cb = jobq_engine_loader(e);
@@ -480,6 +513,7 @@ static H_UNUSED void sim_load(simstore *s, jobq_engine *e, int64_t now)
         rc = cb.meta(cb.ud, k, v);
         cr_assert_eq(rc, 0, "load meta = %d", rc);
     }
+    g_tree_foreach(s->docs, sim_load_doc, &cb);
     g_hash_table_iter_init(&it, s->queues);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         rc = cb.queue(cb.ud, v);

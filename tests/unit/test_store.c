@@ -196,7 +196,9 @@ typedef struct loaded {
     size_t n_queues;
     char *meta[16][2];
     size_t n_meta;
-    char order[4096]; /* 'm', 'q', 'j' per callback, while there is room */
+    char *docs[16][3]; /* kind, id, body */
+    size_t n_docs;
+    char order[4096]; /* 'm', 'd', 'q', 'j' per callback, while there is room */
     size_t n_order;
     int stop_after; /* job callback returns 7 after this many jobs; 0 = never */
 } loaded;
@@ -273,13 +275,30 @@ static void loaded_free(loaded *l)
         free(l->meta[i][0]);
         free(l->meta[i][1]);
     }
+    for (size_t i = 0; i < l->n_docs; i++) {
+        for (int k = 0; k < 3; k++) {
+            free(l->docs[i][k]);
+        }
+    }
+}
+
+static int on_doc(void *ud, const char *kind, const char *id, const char *body)
+{
+    loaded *l = ud;
+    note(l, 'd');
+    cr_assert_lt(l->n_docs, 16);
+    l->docs[l->n_docs][0] = xdup(kind);
+    l->docs[l->n_docs][1] = xdup(id);
+    l->docs[l->n_docs][2] = xdup(body);
+    l->n_docs++;
+    return 0;
 }
 
 /* Opens the store in dir, loads everything into *l, and closes it again. */
 static void reload(loaded *l)
 {
     jobq_store *s = open_store();
-    jobq_load_cb cb = {.meta = on_meta, .queue = on_queue, .job = on_job, .ud = l};
+    jobq_load_cb cb = {.meta = on_meta, .queue = on_queue, .job = on_job, .doc = on_doc, .ud = l};
     cr_assert_eq(jobq_store_load(s, &cb), 0);
     jobq_store_free(s);
 }
@@ -582,6 +601,77 @@ Test(store, queues_and_meta_round_trip_in_callback_order)
     cr_assert_str_eq(l.queues[1].id, "q2");
     cr_assert_str_eq(l.queues[1].name, "score");
     cr_assert_eq(l.queues[1].created_at, 102);
+    loaded_free(&l);
+}
+
+static void add_doc(jobq_batch *b, jobq_rec_kind kind, const char *k, const char *id,
+                    const char *body)
+{
+    jobq_rec *r = jobq_batch_add(b, kind);
+    r->u.doc.kind = strdup(k);
+    r->u.doc.id = strdup(id);
+    r->u.doc.body = body ? strdup(body) : NULL;
+}
+
+Test(store, documents_put_replace_delete_and_load_by_kind_and_id)
+{
+    jobq_store *s = open_started();
+    jobq_batch *b = jobq_batch_new();
+    add_doc(b, JOBQ_REC_DOC_PUT, "schedule", "nightly", "{\"cron\":\"0 3 * * *\"}");
+    add_doc(b, JOBQ_REC_DOC_PUT, "flow", "f2", "{\"n\":2}");
+    add_doc(b, JOBQ_REC_DOC_PUT, "flow", "f1", "{\"n\":1}");
+    add_doc(b, JOBQ_REC_DOC_PUT, "webhook", "w1", "{}");
+    add_insert(b, 1);
+    cr_assert_eq(commit(s, b), 0);
+    b = jobq_batch_new();
+    add_doc(b, JOBQ_REC_DOC_PUT, "flow", "f2", "{\"n\":22}"); /* replace */
+    add_doc(b, JOBQ_REC_DOC_DELETE, "webhook", "w1", NULL);
+    add_doc(b, JOBQ_REC_DOC_DELETE, "webhook", "never-stored", NULL);
+    cr_assert_eq(commit(s, b), 0);
+    jobq_store_free(s);
+
+    loaded l = {0};
+    reload(&l);
+    cr_assert_str_eq(l.order, "dddj", "documents before queues and jobs");
+    cr_assert_eq(l.n_docs, 3);
+    const char *want[3][3] = {{"flow", "f1", "{\"n\":1}"},
+                              {"flow", "f2", "{\"n\":22}"},
+                              {"schedule", "nightly", "{\"cron\":\"0 3 * * *\"}"}};
+    for (int i = 0; i < 3; i++) {
+        for (int k = 0; k < 3; k++) {
+            cr_assert_str_eq(l.docs[i][k], want[i][k], "doc %d field %d", i, k);
+        }
+    }
+    loaded_free(&l);
+}
+
+Test(store, upgrades_a_version_2_file_with_its_jobs_kept)
+{
+    jobq_store *s = open_started();
+    jobq_batch *b = jobq_batch_new();
+    add_insert(b, 1);
+    cr_assert_eq(commit(s, b), 0);
+    jobq_store_free(s);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/jobq.db", dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "DROP TABLE docs;"
+                              "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+
+    s = open_started();
+    b = jobq_batch_new();
+    add_doc(b, JOBQ_REC_DOC_PUT, "pipeline", "dubbing", "{}");
+    cr_assert_eq(commit(s, b), 0);
+    jobq_store_free(s);
+    loaded l = {0};
+    reload(&l);
+    cr_assert_str_eq(l.order, "dj");
+    cr_assert_str_eq(l.docs[0][1], "dubbing");
     loaded_free(&l);
 }
 
