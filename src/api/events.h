@@ -21,4 +21,23 @@ typedef struct jobq_event {
     size_t json_len;
 } jobq_event;
 
+/* The bus (events.c) carries every event to its sinks.
+ *   stage:   called for every event as it is emitted, in the loop turn that made the change,
+ *            before that change's batch is taken: a sink that must remember the event
+ *            durably (the webhook outbox) adds documents to the same batch here
+ *            (jobq_engine_doc_put), so the event and its delivery commit together.
+ *   publish: called once the batch holding the event is durable, in seq order (SSE and
+ *            WebSocket subscribers, the replay ring).
+ * Either may be NULL. Sinks are called on the loop thread; ev is borrowed for the call. */
+typedef struct jobq_event_sink {
+    void (*stage)(void *ud, const jobq_event *ev);
+    void (*publish)(void *ud, const jobq_event *ev);
+    void *ud;
+} jobq_event_sink;
+
+typedef struct jobq_bus jobq_bus;
+
+/* Adds a sink (copied). 0 or negative. */
+int jobq_bus_add_sink(jobq_bus *bus, const jobq_event_sink *sink);
+
 #endif
