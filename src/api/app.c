@@ -85,6 +85,7 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
 };
 
 int64_t jobq_app_now(void)
@@ -103,6 +104,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_pipelines *jobq_app_pipelines(jobq_app *a)
+{
+    return a->pipelines;
 }
 
 int jobq_app_port(const jobq_app *a)
@@ -513,10 +519,10 @@ static int recovery_gate(jobq_req *rq)
  * API layer that keeps them (by kind). A kind nobody claims is left alone. */
 static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
 {
-    (void)ud;
-    (void)kind;
-    (void)id;
-    (void)body;
+    jobq_app *a = ud;
+
+    if (strcmp(kind, "pipeline") == 0)
+        return jobq_pipelines_load(a->pipelines, id, body);
     return 0;
 }
 
@@ -572,6 +578,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->host = g_strdup(cfg->listen_host);
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
     {
@@ -705,6 +712,7 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_pipelines_free(a->pipelines);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
     g_free(a->host);

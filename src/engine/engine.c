@@ -189,6 +189,7 @@ static void extra_free(jobq_job_extra *x)
     g_free(x->progress);
     g_free(x->checkpoint);
     g_free(x->worker);
+    jobq_orch_free(x->orch);
     g_free(x);
 }
 
@@ -311,6 +312,7 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     e->fresh = g_ptr_array_new();
     g_queue_init(&e->inflight);
     e->graveyard = g_ptr_array_new();
+    jobq_orch_init(e);
     return e;
 }
 
@@ -369,6 +371,7 @@ void jobq_engine_free(jobq_engine *e)
     g_ptr_array_free(e->dirty_queues, TRUE);
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
+    jobq_orch_fini(e);
     g_free(e);
 }
 
@@ -586,6 +589,8 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
     jobq_hist(e, j, from, to, now);
     jobq_mark_dirty(e, j);
     place(e, j);
+    if (j->x && j->x->orch)
+        jobq_orch_state(e, j, from, to, now);
 }
 
 void jobq_make_ready(jobq_engine *e, jobq_job *j, int64_t now)
@@ -604,7 +609,8 @@ void jobq_job_destroy(jobq_engine *e, jobq_job *j, int64_t now)
 {
     jobq_queue *q = j->q;
 
-    (void)now;
+    if (j->x && j->x->orch)
+        jobq_orch_destroy(e, j, now);
     if (j->state == JOBQ_ACTIVE && j->x && j->x->worker)
         jobq_worker_active(e, j->x->worker, -1);
     jobq_timer_clear(e, j);
@@ -703,6 +709,8 @@ void jobq_finalize(jobq_engine *e, jobq_job *j, int to, int64_t now)
     jobq_queue_touch(e, q, now);
     if (e->hooks.final)
         e->hooks.final(e->hooks.ud, j, 0);
+    if (j->x->orch) /* keys, cache, dependants */
+        jobq_orch_final(e, j, now);
     if (was_active && q->o.concurrency > 0 && q->ready && g_sequence_get_length(q->ready) &&
         jobq_queue_can_dispatch(q))
         jobq_notify_ready(e, q);

@@ -658,7 +658,7 @@ static int load_job(void *ud, const jobq_job_row *r)
         j->flags |= JF_CANCEL_REQUESTED;
     j->lease_ms = (int32_t)q->o.defaults.lease_ms;
     j->timeout_ms = (int32_t)q->o.defaults.timeout_ms;
-    if (jobq_job_apply_opts(j, r->opts)) {
+    if (jobq_job_apply_opts(e, j, r->opts)) {
         jobq_job_free(j);
         return JOBQ_ECORRUPT;
     }
@@ -693,6 +693,8 @@ static int load_job(void *ud, const jobq_job_row *r)
     q->counts[j->state]++;
     g_hash_table_add(e->jobs, j);
     jobq_list_push(&e->all, &j->alink);
+    if (j->x && j->x->orch)
+        jobq_orch_loaded(e, j);
     return 0;
 }
 
@@ -711,6 +713,8 @@ static int load_doc(void *ud, const char *kind, const char *id, const char *body
 {
     jobq_engine *e = ud;
 
+    if (strcmp(kind, "flow") == 0)
+        return jobq_orch_load_flow(e, id, body);
     if (e->hooks.doc)
         return e->hooks.doc(e->hooks.ud, kind, id, body);
     return 0;
@@ -772,6 +776,7 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
     }
     e->loading = 0;
     e->started_at = now;
+    jobq_orch_load_done(e, now);
     /* a restarted engine must never replay an old process's leases, whatever its seed */
     e->rng ^= (uint64_t)now * 0x9E3779B97F4A7C15ull;
     /* jobs that were running when the last process died: back to waiting, no attempt spent;
