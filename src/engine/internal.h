@@ -161,6 +161,7 @@ struct jobq_engine {
     int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
+    struct jobq_scheds *scheds; /* recurring jobs (schedule.c), NULL until the first */
 };
 
 /* engine.c */
