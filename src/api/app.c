@@ -85,6 +85,7 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
 
 int64_t jobq_app_now(void)
@@ -103,6 +104,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_bus *jobq_app_bus(jobq_app *a)
+{
+    return a->bus;
 }
 
 int jobq_app_port(const jobq_app *a)
@@ -149,6 +155,7 @@ static void flush(jobq_app *a)
     b = jobq_engine_take_changes(a->e);
     if (!b)
         return;
+    jobq_bus_batch_taken(a->bus);
     t = a->wait_inflight;
     a->wait_inflight = a->wait_next;
     a->wait_next = t;
@@ -178,6 +185,7 @@ static void on_committed(void *ud, jobq_batch *b, int status)
     jobq_batch_free(b);
     jobq_engine_committed(a->e, jobq_app_now());
     answer_waiters(a, a->wait_inflight, 1);
+    jobq_bus_batch_durable(a->bus); /* events announce only what is durable */
     serve_fetchers(a);
     /* the next batch goes out at the end of this loop turn (on_check) */
 }
@@ -316,6 +324,13 @@ static void serve_fetchers(jobq_app *a)
             fetch_reply(a, f, jobs, n);
     }
     g_free(jobs);
+}
+
+static void engine_event(void *ud, const jobq_event *ev)
+{
+    jobq_app *a = ud;
+
+    jobq_bus_emit(a->bus, ev);
 }
 
 static void engine_ready(void *ud, jobq_queue *q)
@@ -586,7 +601,9 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hooks.ready = engine_ready;
     hooks.final = engine_final;
     hooks.doc = engine_doc;
+    hooks.event = engine_event;
     hooks.ud = a;
+    a->bus = jobq_bus_new(cfg->event_ring);
     a->e = jobq_engine_new(&ecfg, &hooks);
 
     a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
@@ -705,6 +722,7 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
     g_free(a->host);
