@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine/internal.h"
+#include "engine/schedule.h"
 
 /* ---------------------------------------------------------------- small things */
 
@@ -313,6 +314,9 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     g_queue_init(&e->inflight);
     e->graveyard = g_ptr_array_new();
     jobq_orch_init(e);
+    e->event_seq = 1;
+    e->ev_buf = g_string_sized_new(512);
+    e->ev_fields = g_string_sized_new(256);
     return e;
 }
 
@@ -365,6 +369,7 @@ void jobq_engine_free(jobq_engine *e)
     g_hash_table_destroy(e->queues);
     g_hash_table_destroy(e->queue_ids);
     g_hash_table_destroy(e->workers);
+    jobq_scheds_free(e->scheds);
     g_free(e->timers);
     jobq_batch_free(e->batch);
     g_ptr_array_free(e->dirty, TRUE);
@@ -372,6 +377,8 @@ void jobq_engine_free(jobq_engine *e)
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
     jobq_orch_fini(e);
+    g_string_free(e->ev_buf, TRUE);
+    g_string_free(e->ev_fields, TRUE);
     g_free(e);
 }
 
@@ -448,6 +455,8 @@ void jobq_timer_set(jobq_engine *e, jobq_job *j, int64_t at)
 int64_t jobq_engine_next_timer(const jobq_engine *e)
 {
     int64_t t = e->ntimers ? e->timers[0].at : INT64_MAX;
+
+    t = MIN(t, jobq_scheds_next(e)); /* schedules keep their own due set */
 
     /* retention by age is swept once a second while a queue keeps final jobs */
     if (e->last_retention && e->last_retention + 1000 < t)
@@ -589,7 +598,8 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
     jobq_hist(e, j, from, to, now);
     jobq_mark_dirty(e, j);
     place(e, j);
-    if (j->x && j->x->orch)
+    jobq_event_state(e, j, from, now);
+    if (j->x && j->x->orch) /* after the job's own event: a flow's end follows it */
         jobq_orch_state(e, j, from, to, now);
 }
 
@@ -656,6 +666,7 @@ void jobq_check_drained(jobq_engine *e, jobq_queue *q, int64_t now)
     q->status = JOBQ_Q_PAUSED;
     q->paused_at = now;
     jobq_queue_touch(e, q, now);
+    jobq_event_queue(e, q, "queue.drained", now);
 }
 
 /* Throughput estimate: completions in the current and the previous minute. */
@@ -775,7 +786,8 @@ void jobq_engine_doc_delete(jobq_engine *e, const char *kind, const char *id)
 
 int jobq_engine_has_changes(const jobq_engine *e)
 {
-    return e->dirty->len || e->dirty_queues->len || e->batch->n || e->fresh->len;
+    return e->dirty->len || e->dirty_queues->len || e->batch->n || e->fresh->len ||
+           e->events_untaken || e->event_mark_due;
 }
 
 jobq_batch *jobq_engine_take_changes(jobq_engine *e)
@@ -835,6 +847,7 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
         e->inflight_jobs += mine->len;
     }
     g_ptr_array_set_size(e->fresh, 0);
+    jobq_event_take(e, b);
     /* the high-water mark that keeps seqs from being reused: only a deletion could let the
      * largest stored seq fall behind next_seq, so only batches that delete write it */
     if (deletes && e->seq_written < e->next_seq) {
@@ -908,6 +921,7 @@ void jobq_engine_tick(jobq_engine *e, int64_t now)
             break;
         }
     }
+    jobq_scheds_tick(e, now);
     if (now >= e->last_worker_prune + 60000) {
         /* workers gone for an hour with nothing running are forgotten */
         GHashTableIter it;

@@ -308,6 +308,14 @@ jobq_job *jobq_job_create(jobq_engine *e, jobq_queue *q, const jobq_job_spec *s,
     default:
         jobq_list_move(j, JL_PENDING);
     }
+    if (initial == JOBQ_WAITING || initial == JOBQ_SCHEDULED) {
+        jobq_event_state(e, j, -1, now);
+    } else if (jobq_engine_events_on(e)) {
+        /* made blocked, or already ended (cache, failed parent): created, then how it ended */
+        jobq_engine_emit_job(e, j, "job.created", now, NULL);
+        if (initial != JOBQ_BLOCKED)
+            jobq_event_state(e, j, -1, now);
+    }
     return j;
 }
 
@@ -488,6 +496,7 @@ int jobq_engine_progress(jobq_engine *e, jobq_job *j, const char *lease, const c
         set_text(&j->x->progress, progress);
         j->updated_at = now;
         jobq_mark_dirty(e, j); /* written with the next batch; not waited for */
+        jobq_event_progress(e, j, now);
     }
     return 0;
 }
@@ -567,7 +576,9 @@ void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64
         jobq_worker_active(e, x->worker, -1);
     q->retried++;
     if (delay <= 0) {
+        e->ev_retry = 1; /* announced as a retry, not a stall */
         jobq_make_ready(e, j, now);
+        e->ev_retry = 0;
         return;
     }
     j->run_at = now + delay;

@@ -177,6 +177,26 @@ static int flow_end_state(const jobq_flow *f)
     return JOBQ_FLOW_COMPLETED;
 }
 
+/* flow.completed / flow.failed (a cancelled flow was ended by someone who knows). */
+static void flow_event(jobq_engine *e, const jobq_flow *f, int64_t now)
+{
+    GString *o;
+    int first = 1;
+
+    if ((f->state != JOBQ_FLOW_COMPLETED && f->state != JOBQ_FLOW_FAILED) ||
+        !jobq_engine_events_on(e))
+        return;
+    o = g_string_sized_new(128);
+    jobq_jw_kstr(o, &first, "flow", f->id);
+    jobq_jw_kstr(o, &first, "name", f->name);
+    jobq_jw_kstr(o, &first, "state", flow_state_names[f->state]);
+    jobq_jw_kint(o, &first, "jobs", (int64_t)f->n);
+    jobq_jw_kint(o, &first, "failed", f->counts[JOBQ_FAILED]);
+    jobq_engine_emit(e, f->state == JOBQ_FLOW_COMPLETED ? "flow.completed" : "flow.failed", now,
+                     NULL, NULL, f->project, NULL, o->str);
+    g_string_free(o, TRUE);
+}
+
 /* Re-derives f's state after its counters changed. An ended flow stays as it ended while
  * its jobs are trimmed by retention; it opens again only when one of them runs again
  * (a retry). */
@@ -198,6 +218,7 @@ static void flow_update(jobq_engine *e, jobq_flow *f, int64_t now)
     f->state = flow_end_state(f);
     f->finished_at = now;
     flow_save(e, f);
+    flow_event(e, f, now);
 }
 
 void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now)
@@ -423,6 +444,18 @@ int jobq_orch_review_enter(jobq_engine *e, jobq_job *j, int64_t now)
     if (j->x->worker)
         jobq_worker_active(e, j->x->worker, -1);
     jobq_set_state(e, j, JOBQ_REVIEW, now);
+    if (jobq_engine_events_on(e)) {
+        GString *f = g_string_sized_new(64);
+        int first = 1;
+        if (o->flow) {
+            jobq_jw_kstr(f, &first, "flow", o->flow->id);
+            jobq_jw_kstr(f, &first, "ref", o->ref);
+        }
+        if (j->x->result && strlen(j->x->result) <= 4096) /* as job.completed does */
+            jobq_jw_kraw(f, &first, "result", j->x->result);
+        jobq_engine_emit_job(e, j, "job.review_requested", now, f->str);
+        g_string_free(f, TRUE);
+    }
     jobq_queue_touch(e, q, now);
     if (q->o.concurrency > 0 && g_sequence_get_length(q->ready) && jobq_queue_can_dispatch(q))
         jobq_notify_ready(e, q);

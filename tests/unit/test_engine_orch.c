@@ -556,3 +556,54 @@ Test(orch, restart_keeps_ended_flow_and_cache)
     jobq_engine_free(e2);
     sim_free(st);
 }
+
+/* ---------------------------------------------------------------- events */
+
+typedef struct orch_events {
+    GString *types; /* "type type …" in emission order */
+    char flow_state[32];
+} orch_events;
+
+static void hk_orch_event(void *ud, const jobq_event *ev)
+{
+    orch_events *l = ud;
+    json_t *o = json_loadb(ev->json, ev->json_len, 0, NULL);
+
+    cr_assert_not_null(o, "event is not JSON: %s", ev->json);
+    g_string_append_printf(l->types, "%s ", ev->type);
+    if (!strncmp(ev->type, "flow.", 5))
+        snprintf(l->flow_state, sizeof l->flow_state, "%s",
+                 json_string_value(json_object_get(o, "state")));
+    if (!strcmp(ev->type, "job.review_requested"))
+        cr_assert_str_eq(json_string_value(json_object_get(o, "ref")), "a");
+    json_decref(o);
+}
+
+Test(orch, events_review_requested_and_flow_end)
+{
+    orch_events l = {.types = g_string_new(NULL)};
+    jobq_engine_config cfg = {.seed = 16};
+    jobq_engine_hooks hooks = {.event = hk_orch_event, .ud = &l};
+    jobq_engine *e = jobq_engine_new(&cfg, &hooks);
+    jobq_flow *f = flow_ok(e,
+                           "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\",\"review\":true},"
+                           "{\"ref\":\"b\",\"queue\":\"q\",\"depends_on\":[\"a\"]}]}",
+                           T0);
+
+    commit(e, T0);
+    complete_ok(e, fetch1(e, "q", T0), T0 + 1);
+    cr_assert(strstr(l.types->str, "job.review_requested"), "%s", l.types->str);
+    jobq_engine_job_approve(e, member(e, f, "a"), NULL, T0 + 2);
+    commit(e, T0 + 2);
+    complete_ok(e, fetch1(e, "q", T0 + 3), T0 + 3);
+    cr_assert(g_str_has_suffix(l.types->str, "job.completed flow.completed "), "%s",
+              l.types->str);
+    cr_assert_str_eq(l.flow_state, "completed");
+    /* a failing flow says so */
+    f = flow_ok(e, "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\",\"max_attempts\":1}]}", T0 + 4);
+    commit(e, T0 + 4);
+    fail_ok(e, fetch1(e, "q", T0 + 5), "error", 0, -1, T0 + 5);
+    cr_assert(g_str_has_suffix(l.types->str, "job.failed flow.failed "), "%s", l.types->str);
+    jobq_engine_free(e);
+    g_string_free(l.types, TRUE);
+}
