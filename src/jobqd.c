@@ -13,12 +13,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
+            "             [--event-ring N] [--event-buffer BYTES]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
             "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
             "  --max-body BYTES    request body limit (default 1048576)\n"
+            "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
+            "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
+            "                      is dropped (default 8388608)\n"
             "  --config FILE       settings file (JSON: max_active_jobs, tiers, queues;\n"
             "                      see docs/limits.md)\n"
             "  --max-active-jobs N most jobs active at once across all queues (0 = no cap)\n"
@@ -71,10 +75,16 @@ static void on_signal(uv_signal_t *h, int sig)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"data", required_argument, NULL, 'd'},
-        {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
-        {"config", required_argument, NULL, 'c'}, {"max-active-jobs", required_argument, NULL, 'm'},
-        {"tier", required_argument, NULL, 't'},    {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},
+        {"strict-queues", no_argument, NULL, 's'},
+        {"max-body", required_argument, NULL, 'b'},
+        {"event-ring", required_argument, NULL, 'R'},
+        {"event-buffer", required_argument, NULL, 'B'},
+        {"config", required_argument, NULL, 'c'},
+        {"max-active-jobs", required_argument, NULL, 'm'},
+        {"tier", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     jobq_settings *settings = jobq_settings_new();
@@ -88,7 +98,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_file = optarg;
@@ -117,6 +127,20 @@ int main(int argc, char **argv)
             cfg.max_body = strtoul(optarg, NULL, 10);
             if (cfg.max_body < 1024) {
                 fprintf(stderr, "jobqd: --max-body must be at least 1024\n");
+                return 1;
+            }
+            break;
+        case 'R':
+            cfg.event_ring = strtoul(optarg, NULL, 10);
+            if (cfg.event_ring < 1 || cfg.event_ring > 100000000) {
+                fprintf(stderr, "jobqd: --event-ring must be 1..100000000\n");
+                return 1;
+            }
+            break;
+        case 'B':
+            cfg.event_buffer = strtoul(optarg, NULL, 10);
+            if (cfg.event_buffer < 4096) {
+                fprintf(stderr, "jobqd: --event-buffer must be at least 4096\n");
                 return 1;
             }
             break;

@@ -87,6 +87,7 @@ struct jobq_app {
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
     jobq_settings *settings;
+    jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
 
 int64_t jobq_app_now(void)
@@ -110,6 +111,11 @@ jobq_store *jobq_app_store(jobq_app *a)
 jobq_settings *jobq_app_settings(jobq_app *a)
 {
     return a->settings;
+}
+
+jobq_bus *jobq_app_bus(jobq_app *a)
+{
+    return a->bus;
 }
 
 int jobq_app_port(const jobq_app *a)
@@ -156,6 +162,7 @@ static void flush(jobq_app *a)
     b = jobq_engine_take_changes(a->e);
     if (!b)
         return;
+    jobq_bus_batch_taken(a->bus);
     t = a->wait_inflight;
     a->wait_inflight = a->wait_next;
     a->wait_next = t;
@@ -185,6 +192,7 @@ static void on_committed(void *ud, jobq_batch *b, int status)
     jobq_batch_free(b);
     jobq_engine_committed(a->e, jobq_app_now());
     answer_waiters(a, a->wait_inflight, 1);
+    jobq_bus_batch_durable(a->bus); /* events announce only what is durable */
     serve_fetchers(a);
     /* the next batch goes out at the end of this loop turn (on_check) */
 }
@@ -326,6 +334,13 @@ static void serve_fetchers(jobq_app *a)
             fetch_reply(a, f, jobs, n);
     }
     g_free(jobs);
+}
+
+static void engine_event(void *ud, const jobq_event *ev)
+{
+    jobq_app *a = ud;
+
+    jobq_bus_emit(a->bus, ev);
 }
 
 static void engine_ready(void *ud, jobq_queue *q)
@@ -607,7 +622,9 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hooks.ready = engine_ready;
     hooks.final = engine_final;
     hooks.doc = engine_doc;
+    hooks.event = engine_event;
     hooks.ud = a;
+    a->bus = jobq_bus_new(cfg->event_ring);
     a->e = jobq_engine_new(&ecfg, &hooks);
 
     a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
@@ -726,6 +743,7 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
     g_free(a->host);

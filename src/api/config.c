@@ -328,8 +328,7 @@ void jobq_settings_apply(jobq_settings *s, jobq_engine *e, int64_t now)
         tier.priority = (int)json_integer_value(p);
         jobq_engine_set_tier(e, name, &tier, now);
     }
-    jobq_engine_set_max_active(e, json_integer_value(json_object_get(eff, "max_active_jobs")),
-                               now);
+    jobq_engine_set_max_active(e, json_integer_value(json_object_get(eff, "max_active_jobs")), now);
     json_decref(eff);
 }
 
@@ -374,7 +373,8 @@ static json_t *config_json(jobq_app *a)
     jobq_settings *s = jobq_app_settings(a);
     json_t *o = effective(s);
 
-    json_object_set_new(o, "active_jobs", json_integer(jobq_engine_active_total(jobq_app_engine(a))));
+    json_object_set_new(o, "active_jobs",
+                        json_integer(jobq_engine_active_total(jobq_app_engine(a))));
     json_object_set(o, "runtime", s->layers[L_RUNTIME]);
     return o;
 }

@@ -27,8 +27,7 @@ static int tier_option(json_t *tiers, const char *arg)
         int bad = !num || jobq_cli_parse_int(num, 0, 1000000000, &limit) < 0;
         free(num);
         if (bad)
-            return jobq_cli_usage("config",
-                                  "--tier needs NAME=LIMIT[/PRIORITY], e.g. pro=5/high");
+            return jobq_cli_usage("config", "--tier needs NAME=LIMIT[/PRIORITY], e.g. pro=5/high");
     }
     t = json_pack("{sI}", "group_concurrency", (json_int_t)limit);
     if (!t || (slash && jobq_cli_set_int_or_string(t, "priority", slash + 1) < 0)) {
@@ -97,8 +96,7 @@ int jobq_cli_config(const struct jobq_cli *cli, int argc, char **argv)
             rc = tier_option(tiers, optarg);
             break;
         case O_DROP:
-            rc = json_object_set_new(tiers, optarg, json_null()) < 0 ? jobq_cli_out_of_memory()
-                                                                     : 0;
+            rc = json_object_set_new(tiers, optarg, json_null()) < 0 ? jobq_cli_out_of_memory() : 0;
             break;
         case 'h':
             rc = jobq_cli_help("config");

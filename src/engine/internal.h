@@ -226,6 +226,13 @@ struct jobq_engine {
     int64_t max_active; /* 0 = no cap */
     GHashTable *tiers;  /* name → jobq_tier* */
     GPtrArray *waking;  /* queues with a wake_at */
+    /* events (event.c) */
+    uint64_t event_seq;          /* the next event's seq */
+    uint64_t event_seq_reserved; /* seqs below this are covered by the stored mark */
+    int event_mark_due;          /* the mark must go into the next batch */
+    int ev_retry;                /* the attempt being re-queued failed: job.retrying */
+    size_t events_untaken;       /* events emitted since the last take_changes */
+    GString *ev_buf, *ev_fields; /* scratch: the event being rendered, its extra fields */
 };
 
 /* engine.c */
@@ -257,6 +264,13 @@ double jobq_queue_rate_per_ms(const jobq_queue *q, int64_t now);
 int64_t jobq_engine_estimated_start(const jobq_engine *e, const jobq_job *j, int64_t now);
 /* The running attempt of j failed with f (no lease check): retry, fail or cancel. (job.c) */
 void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64_t now);
+
+/* event.c */
+void jobq_event_state(jobq_engine *e, jobq_job *j, int from, int64_t now);
+void jobq_event_progress(jobq_engine *e, jobq_job *j, int64_t now);
+void jobq_event_queue(jobq_engine *e, jobq_queue *q, const char *type, int64_t now);
+void jobq_event_take(jobq_engine *e, jobq_batch *b);
+void jobq_event_load_mark(jobq_engine *e, const char *value);
 
 /* codec.c */
 jobq_backoff *jobq_backoff_parse(const json_t *v, const char **field, const char **why);

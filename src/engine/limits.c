@@ -18,7 +18,9 @@
  *
  * It never does I/O; `now` comes from the caller.
  */
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,6 +285,20 @@ void jobq_queue_backoff(jobq_engine *e, jobq_queue *q, int64_t until)
     wake_at(e, q, until);
 }
 
+/* The breaker's transitions are announced as queue.error (opened, or re-opened after a failed
+ * trial) and queue.resumed (closed), with the status clients now see. */
+static void cb_announce(jobq_engine *e, jobq_queue *q, const char *type, int64_t now)
+{
+    char f[160];
+
+    if (!jobq_engine_events_on(e))
+        return;
+    snprintf(f, sizeof f, "\"status\":\"%s\",\"breaker\":\"%s\",\"failures\":%" PRId64,
+             jobq_qstatus_name(jobq_queue_status(q)), q->cb_state == CB_CLOSED ? "closed" : "open",
+             q->cb_fails);
+    jobq_engine_emit(e, type, now, q->name, NULL, NULL, NULL, f);
+}
+
 static void cb_open(jobq_engine *e, jobq_queue *q, int64_t now)
 {
     q->cb_state = CB_OPEN;
@@ -291,6 +307,7 @@ static void cb_open(jobq_engine *e, jobq_queue *q, int64_t now)
     gated_update(q);
     wake_at(e, q, q->cb_until);
     jobq_queue_touch(e, q, now);
+    cb_announce(e, q, "queue.error", now);
 }
 
 void jobq_breaker_failure(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now)
@@ -313,6 +330,7 @@ void jobq_breaker_success(jobq_engine *e, jobq_queue *q, int64_t now)
     q->cb_trial = NULL;
     gated_update(q);
     jobq_queue_touch(e, q, now);
+    cb_announce(e, q, "queue.resumed", now);
     if (g_sequence_get_length(q->ready))
         jobq_notify_ready(e, q);
 }

@@ -81,8 +81,7 @@ Test(limits, round_robin_across_1000_groups_bounds_the_smallest_groups_wait)
         commit(e, t);
     }
     /* every group started within the first round (one job per group, plus one batch) */
-    cr_assert_leq(worst, ngroups + 16, "a group's first job waited %" PRId64 " dispatches",
-                  worst);
+    cr_assert_leq(worst, ngroups + 16, "a group's first job waited %" PRId64 " dispatches", worst);
     g_hash_table_destroy(first);
     jobq_engine_free(e);
 }
@@ -171,9 +170,8 @@ static void shipped_tiers(jobq_engine *e)
     } tiers[] = {{"free", 1, -10}, {"basic", 2, 0}, {"pro", 5, 10}, {"enterprise", 10, 20}};
 
     for (size_t i = 0; i < 4; i++) {
-        jobq_tier t = {.group_concurrency = tiers[i].limit,
-                       .has_priority = 1,
-                       .priority = tiers[i].prio};
+        jobq_tier t = {
+            .group_concurrency = tiers[i].limit, .has_priority = 1, .priority = tiers[i].prio};
         jobq_engine_set_tier(e, tiers[i].name, &t, T0);
     }
 }
@@ -561,4 +559,43 @@ Test(limits, grouped_queue_survives_a_restart)
     cr_assert_eq(fetchq(b, "q", 16, "w", T0 + 10, out), 0);
     jobq_engine_free(b);
     sim_free(s);
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void hk_types(void *ud, const jobq_event *ev)
+{
+    GString *s = ud;
+
+    if (g_str_has_prefix(ev->type, "queue.")) {
+        g_string_append(s, ev->json);
+        g_string_append_c(s, '\n');
+    }
+}
+
+Test(limits, breaker_announces_queue_error_and_resumed)
+{
+    GString *log = g_string_new(NULL);
+    jobq_engine_config cfg = {.seed = 1};
+    jobq_engine_hooks hooks = {.event = hk_types, .ud = log};
+    jobq_engine *e = jobq_engine_new(&cfg, &hooks);
+    jobq_job *out[4];
+
+    jobq_engine_load_done(e, T0);
+    mkq(e, "tts", T0, set_cb);
+    for (int i = 0; i < 4; i++)
+        enq(e, "tts", NULL, 0, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "tts", 3, "w", T0, out), 3);
+    for (int i = 0; i < 3; i++)
+        fail_ok(e, out[i], "provider", 1, 0, T0);
+    cr_assert(strstr(log->str, "\"type\":\"queue.error\"") != NULL, "%s", log->str);
+    cr_assert(strstr(log->str, "\"status\":\"error\"") != NULL, "%s", log->str);
+    jobq_engine_tick(e, T0 + 1000);
+    cr_assert_eq(fetchq(e, "tts", 3, "w", T0 + 1000, out), 1);
+    complete_ok(e, out[0], T0 + 1000);
+    cr_assert(strstr(log->str, "\"type\":\"queue.resumed\"") != NULL, "%s", log->str);
+    cr_assert(strstr(log->str, "\"breaker\":\"closed\"") != NULL, "%s", log->str);
+    jobq_engine_free(e);
+    g_string_free(log, TRUE);
 }
