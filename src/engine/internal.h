@@ -226,6 +226,7 @@ struct jobq_engine {
     int64_t max_active; /* 0 = no cap */
     GHashTable *tiers;  /* name → jobq_tier* */
     GPtrArray *waking;  /* queues with a wake_at */
+    struct jobq_scheds *scheds; /* recurring jobs (schedule.c), NULL until the first */
     /* events (event.c) */
     uint64_t event_seq;          /* the next event's seq */
     uint64_t event_seq_reserved; /* seqs below this are covered by the stored mark */
