@@ -13,11 +13,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
+            "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
             "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
-            "  --max-body BYTES    request body limit (default 1048576)\n");
+            "  --max-body BYTES    request body limit (default 1048576)\n"
+            "  --webhook-backoff-ms MS   first webhook retry after MS, then 4x longer each\n"
+            "                      (default 30000: 30 s, 2 min, 8 min; tests use less)\n"
+            "  --webhook-progress-ms MS  job.progress sent to a hook at most once per MS\n"
+            "                      per job (default 30000)\n");
 }
 
 /* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
@@ -66,6 +71,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},  {"data", required_argument, NULL, 'd'},
         {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
+        {"webhook-backoff-ms", required_argument, NULL, 'B'},
+        {"webhook-progress-ms", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     jobq_app_config cfg = {0};
@@ -97,6 +104,21 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'B':
+        case 'P': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 1 || ms > INT64_C(86400000)) {
+                fprintf(stderr, "jobqd: --webhook-%s-ms must be 1 to 86400000\n",
+                        c == 'B' ? "backoff" : "progress");
+                return 1;
+            }
+            if (c == 'B')
+                cfg.webhook_backoff_ms = ms;
+            else
+                cfg.webhook_progress_ms = ms;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

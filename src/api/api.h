@@ -25,6 +25,8 @@ typedef struct jobq_app_config {
     const char *data_dir;
     int strict_queues;
     size_t max_body;
+    int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
+    int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -46,6 +48,7 @@ void jobq_app_free(jobq_app *a);
 /* ---- for handlers (app.c) */
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
+struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 int64_t jobq_app_now(void);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);
@@ -131,5 +134,11 @@ void jobq_h_complete(jobq_req *rq);
 void jobq_h_fail(jobq_req *rq);
 void jobq_h_logs_post(jobq_req *rq);
 void jobq_h_ack(jobq_req *rq);
+
+void jobq_h_webhooks_list(jobq_req *rq);
+void jobq_h_webhook_create(jobq_req *rq);
+void jobq_h_webhook_get(jobq_req *rq);
+void jobq_h_webhook_delete(jobq_req *rq);
+void jobq_h_webhook_deliveries(jobq_req *rq);
 
 #endif

@@ -43,6 +43,12 @@ const jobq_route jobq_routes[] = {
     {"POST", "/v1/dead-letter/retry", jobq_h_dead_retry},
 
     {"GET", "/v1/stats", jobq_h_stats},
+
+    {"GET", "/v1/webhooks", jobq_h_webhooks_list},
+    {"POST", "/v1/webhooks", jobq_h_webhook_create},
+    {"GET", "/v1/webhooks/{}", jobq_h_webhook_get},
+    {"DELETE", "/v1/webhooks/{}", jobq_h_webhook_delete},
+    {"GET", "/v1/webhooks/{}/deliveries", jobq_h_webhook_deliveries},
 };
 
 const size_t jobq_nroutes = sizeof jobq_routes / sizeof jobq_routes[0];
