@@ -14,6 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
             "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
+            "             [--event-ring N] [--event-buffer BYTES]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
@@ -22,7 +23,10 @@ static void usage(FILE *f)
             "  --webhook-backoff-ms MS   first webhook retry after MS, then 4x longer each\n"
             "                      (default 30000: 30 s, 2 min, 8 min; tests use less)\n"
             "  --webhook-progress-ms MS  job.progress sent to a hook at most once per MS\n"
-            "                      per job (default 30000)\n");
+            "                      per job (default 30000)\n"
+            "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
+            "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
+            "                      is dropped (default 8388608)\n");
 }
 
 /* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
@@ -71,8 +75,10 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},  {"data", required_argument, NULL, 'd'},
         {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
-        {"webhook-backoff-ms", required_argument, NULL, 'B'},
+        {"webhook-backoff-ms", required_argument, NULL, 'W'},
         {"webhook-progress-ms", required_argument, NULL, 'P'},
+        {"event-ring", required_argument, NULL, 'R'},
+        {"event-buffer", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     jobq_app_config cfg = {0};
@@ -83,7 +89,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (parse_listen(optarg, host, sizeof host, &cfg.listen_port)) {
@@ -104,21 +110,35 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
-        case 'B':
+        case 'W':
         case 'P': {
             char *end;
             long long ms = strtoll(optarg, &end, 10);
             if (!*optarg || *end || ms < 1 || ms > INT64_C(86400000)) {
                 fprintf(stderr, "jobqd: --webhook-%s-ms must be 1 to 86400000\n",
-                        c == 'B' ? "backoff" : "progress");
+                        c == 'W' ? "backoff" : "progress");
                 return 1;
             }
-            if (c == 'B')
+            if (c == 'W')
                 cfg.webhook_backoff_ms = ms;
             else
                 cfg.webhook_progress_ms = ms;
             break;
         }
+        case 'R':
+            cfg.event_ring = strtoul(optarg, NULL, 10);
+            if (cfg.event_ring < 1 || cfg.event_ring > 100000000) {
+                fprintf(stderr, "jobqd: --event-ring must be 1..100000000\n");
+                return 1;
+            }
+            break;
+        case 'B':
+            cfg.event_buffer = strtoul(optarg, NULL, 10);
+            if (cfg.event_buffer < 4096) {
+                fprintf(stderr, "jobqd: --event-buffer must be at least 4096\n");
+                return 1;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "api/events.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -27,6 +28,8 @@ typedef struct jobq_app_config {
     size_t max_body;
     int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
     int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
+    size_t event_ring;   /* events kept for replay (0: 10000) */
+    size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -49,6 +52,8 @@ void jobq_app_free(jobq_app *a);
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
 struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
+/* The event bus (events.h): add sinks here, e.g. when the app is created. */
+jobq_bus *jobq_app_bus(jobq_app *a);
 int64_t jobq_app_now(void);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);

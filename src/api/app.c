@@ -87,6 +87,7 @@ struct jobq_app {
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
     jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
+    jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
 
 int64_t jobq_app_now(void)
@@ -110,6 +111,11 @@ jobq_store *jobq_app_store(jobq_app *a)
 jobq_webhooks *jobq_app_webhooks(jobq_app *a)
 {
     return a->webhooks;
+}
+
+jobq_bus *jobq_app_bus(jobq_app *a)
+{
+    return a->bus;
 }
 
 int jobq_app_port(const jobq_app *a)
@@ -156,6 +162,7 @@ static void flush(jobq_app *a)
     b = jobq_engine_take_changes(a->e);
     if (!b)
         return;
+    jobq_bus_batch_taken(a->bus);
     t = a->wait_inflight;
     a->wait_inflight = a->wait_next;
     a->wait_next = t;
@@ -185,6 +192,7 @@ static void on_committed(void *ud, jobq_batch *b, int status)
     jobq_batch_free(b);
     jobq_engine_committed(a->e, jobq_app_now());
     answer_waiters(a, a->wait_inflight, 1);
+    jobq_bus_batch_durable(a->bus); /* events announce only what is durable */
     serve_fetchers(a);
     /* the next batch goes out at the end of this loop turn (on_check) */
 }
@@ -323,6 +331,13 @@ static void serve_fetchers(jobq_app *a)
             fetch_reply(a, f, jobs, n);
     }
     g_free(jobs);
+}
+
+static void engine_event(void *ud, const jobq_event *ev)
+{
+    jobq_app *a = ud;
+
+    jobq_bus_emit(a->bus, ev);
 }
 
 static void engine_ready(void *ud, jobq_queue *q)
@@ -592,7 +607,9 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hooks.ready = engine_ready;
     hooks.final = engine_final;
     hooks.doc = engine_doc;
+    hooks.event = engine_event;
     hooks.ud = a;
+    a->bus = jobq_bus_new(cfg->event_ring);
     a->e = jobq_engine_new(&ecfg, &hooks);
 
     a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
@@ -608,6 +625,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         jobq_webhooks_config wcfg = {0};
         wcfg.backoff_ms = cfg->webhook_backoff_ms;
         wcfg.progress_ms = cfg->webhook_progress_ms;
+        jobq_event_sink sink;
         a->webhooks = jobq_webhooks_new(loop, a->e, &wcfg);
         if (!a->webhooks) {
             fprintf(stderr, "jobqd: cannot start the webhook sender (libcurl)\n");
@@ -615,6 +633,8 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
             jobq_app_free(a);
             return NULL;
         }
+        sink = jobq_webhooks_sink(a->webhooks);
+        jobq_bus_add_sink(a->bus, &sink);
     }
     uv_async_init(loop, &a->async, on_async);
     a->async.data = a;
@@ -725,6 +745,7 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
     g_free(a->host);

@@ -312,6 +312,9 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     e->fresh = g_ptr_array_new();
     g_queue_init(&e->inflight);
     e->graveyard = g_ptr_array_new();
+    e->event_seq = 1;
+    e->ev_buf = g_string_sized_new(512);
+    e->ev_fields = g_string_sized_new(256);
     return e;
 }
 
@@ -370,6 +373,8 @@ void jobq_engine_free(jobq_engine *e)
     g_ptr_array_free(e->dirty_queues, TRUE);
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
+    g_string_free(e->ev_buf, TRUE);
+    g_string_free(e->ev_fields, TRUE);
     g_free(e);
 }
 
@@ -587,6 +592,7 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
     jobq_hist(e, j, from, to, now);
     jobq_mark_dirty(e, j);
     place(e, j);
+    jobq_event_state(e, j, from, now);
 }
 
 void jobq_make_ready(jobq_engine *e, jobq_job *j, int64_t now)
@@ -651,6 +657,7 @@ void jobq_check_drained(jobq_engine *e, jobq_queue *q, int64_t now)
     q->status = JOBQ_Q_PAUSED;
     q->paused_at = now;
     jobq_queue_touch(e, q, now);
+    jobq_event_queue(e, q, "queue.drained", now);
 }
 
 /* Throughput estimate: completions in the current and the previous minute. */
@@ -768,7 +775,8 @@ void jobq_engine_doc_delete(jobq_engine *e, const char *kind, const char *id)
 
 int jobq_engine_has_changes(const jobq_engine *e)
 {
-    return e->dirty->len || e->dirty_queues->len || e->batch->n || e->fresh->len;
+    return e->dirty->len || e->dirty_queues->len || e->batch->n || e->fresh->len ||
+           e->events_untaken || e->event_mark_due;
 }
 
 jobq_batch *jobq_engine_take_changes(jobq_engine *e)
@@ -828,6 +836,7 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
         e->inflight_jobs += mine->len;
     }
     g_ptr_array_set_size(e->fresh, 0);
+    jobq_event_take(e, b);
     /* the high-water mark that keeps seqs from being reused: only a deletion could let the
      * largest stored seq fall behind next_seq, so only batches that delete write it */
     if (deletes && e->seq_written < e->next_seq) {

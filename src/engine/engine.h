@@ -25,6 +25,7 @@
 #include <glib.h>
 #include <jansson.h>
 
+#include "api/events.h"
 #include "store/store.h"
 #include "util/err.h"
 
@@ -246,6 +247,11 @@ typedef struct jobq_engine_hooks {
     /* Loading: a stored document of a kind the engine does not own (NULL: ignored). Non-zero
      * stops the load with that value. */
     int (*doc)(void *ud, const char *kind, const char *id, const char *body);
+    /* An event (api/events.h), emitted in the call that made the change it announces, with
+     * its seq and its JSON already made. ev and its strings are borrowed for the call. The
+     * event belongs to the batch the next take_changes returns (NULL: no events at all,
+     * and none are rendered). Not called while loading. */
+    void (*event)(void *ud, const jobq_event *ev);
 } jobq_engine_hooks;
 
 typedef struct jobq_engine_config {
@@ -278,6 +284,32 @@ int jobq_engine_has_changes(const jobq_engine *e);
  * Strings are copied; body is JSON text. */
 void jobq_engine_doc_put(jobq_engine *e, const char *kind, const char *id, const char *body);
 void jobq_engine_doc_delete(jobq_engine *e, const char *kind, const char *id);
+
+/* ---- events (docs/events.md)
+ * The engine emits the job and queue events itself (job.created, job.started,
+ * job.progress, job.retrying, job.stalled, job.completed, job.failed, job.cancelled,
+ * queue.paused, queue.resumed, queue.draining, queue.drained, queue.error). Other features
+ * announce their own with the two calls below (flow.completed, flow.failed,
+ * job.review_requested, health.changed, …): the event gets the next seq, is rendered once
+ * as {"seq","type","at","queue"?,"job"?,"project"?,"group"?, <fields>} and goes to the
+ * `event` hook at once, i.e. to the bus's stage sinks in this loop turn; it is published to
+ * subscribers once the batch it rides in (the next one taken) is durable. Emitting makes
+ * that batch exist even when nothing else changed. No-ops without an event hook.
+ *
+ * `fields`: more members of the object as JSON text without the braces, e.g.
+ * "\"flow\":\"f-1\",\"state\":\"completed\"" (NULL or "" for none). The caller makes it
+ * valid; keys must not repeat the ones above. queue/job/project/group may be NULL. */
+void jobq_engine_emit(jobq_engine *e, const char *type, int64_t now, const char *queue,
+                      const char *job, const char *project, const char *group, const char *fields);
+/* The same about job j: queue, job, project and group are j's, and "state" and "attempt"
+ * are added before `fields` (e.g. type "job.review_requested"). */
+void jobq_engine_emit_job(jobq_engine *e, jobq_job *j, const char *type, int64_t now,
+                          const char *fields);
+/* 1 when emitted events go somewhere (a hook is set and the engine is not loading): skip
+ * building `fields` otherwise. */
+int jobq_engine_events_on(const jobq_engine *e);
+/* The seq the next event will get (seqs start at 1, never repeat, also across restarts). */
+uint64_t jobq_engine_event_seq(const jobq_engine *e);
 
 /* Timers: runs everything due at `now` (delayed jobs, retries, lease expiries, timeouts,
  * retention by age). next_timer returns the next due time (ms since epoch) or INT64_MAX. */

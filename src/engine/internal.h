@@ -162,6 +162,13 @@ struct jobq_engine {
     int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
+    /* events (event.c) */
+    uint64_t event_seq;          /* the next event's seq */
+    uint64_t event_seq_reserved; /* seqs below this are covered by the stored mark */
+    int event_mark_due;          /* the mark must go into the next batch */
+    int ev_retry;                /* the attempt being re-queued failed: job.retrying */
+    size_t events_untaken;       /* events emitted since the last take_changes */
+    GString *ev_buf, *ev_fields; /* scratch: the event being rendered, its extra fields */
 };
 
 /* engine.c */
@@ -194,6 +201,13 @@ int64_t jobq_engine_estimated_start(const jobq_engine *e, const jobq_job *j, int
 /* The running attempt of j failed with f (no lease check): retry, fail or cancel. (job.c) */
 void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64_t now);
 
+/* event.c */
+void jobq_event_state(jobq_engine *e, jobq_job *j, int from, int64_t now);
+void jobq_event_progress(jobq_engine *e, jobq_job *j, int64_t now);
+void jobq_event_queue(jobq_engine *e, jobq_queue *q, const char *type, int64_t now);
+void jobq_event_take(jobq_engine *e, jobq_batch *b);
+void jobq_event_load_mark(jobq_engine *e, const char *value);
+
 /* codec.c */
 jobq_backoff *jobq_backoff_parse(const json_t *v, const char **field, const char **why);
 void jobq_backoff_render(const jobq_backoff *b, GString *o);
@@ -204,7 +218,14 @@ void jobq_queue_free(jobq_queue *q);
 char *jobq_queue_config_text(const jobq_queue *q); /* JSON for the store (new, g_free) */
 void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age);
 int jobq_valid_name(const char *s);
-int jobq_valid_job_id(const char *s); /* codec.c */
+int jobq_valid_job_id(const char *s); /* event.c */
+void jobq_event_state(jobq_engine *e, jobq_job *j, int from, int64_t now);
+void jobq_event_progress(jobq_engine *e, jobq_job *j, int64_t now);
+void jobq_event_queue(jobq_engine *e, jobq_queue *q, const char *type, int64_t now);
+void jobq_event_take(jobq_engine *e, jobq_batch *b);
+void jobq_event_load_mark(jobq_engine *e, const char *value);
+
+/* codec.c */
 
 /* job.c */
 void jobq_worker_active(jobq_engine *e, const char *worker, int delta);

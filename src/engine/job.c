@@ -340,6 +340,7 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         } else {
             jobq_list_move(j, JL_PENDING);
         }
+        jobq_event_state(e, j, -1, now);
         out[i] = j;
     }
     jobq_queue_touch(e, q, now);
@@ -423,6 +424,7 @@ int jobq_engine_progress(jobq_engine *e, jobq_job *j, const char *lease, const c
         set_text(&j->x->progress, progress);
         j->updated_at = now;
         jobq_mark_dirty(e, j); /* written with the next batch; not waited for */
+        jobq_event_progress(e, j, now);
     }
     return 0;
 }
@@ -500,7 +502,9 @@ void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64
         jobq_worker_active(e, x->worker, -1);
     q->retried++;
     if (delay <= 0) {
+        e->ev_retry = 1; /* announced as a retry, not a stall */
         jobq_make_ready(e, j, now);
+        e->ev_retry = 0;
         return;
     }
     j->run_at = now + delay;

@@ -177,9 +177,13 @@ static void opts_apply(jobq_queue_opts *dst, jobq_queue_opts *src)
 
 static void set_status(jobq_engine *e, jobq_queue *q, int st, int64_t now)
 {
+    static const char *const announce[] = {"queue.resumed", "queue.paused", "queue.draining",
+                                           "queue.error"};
+
     if (q->status == st)
         return;
     q->status = st;
+    jobq_event_queue(e, q, announce[st], now);
     q->paused_at = st == JOBQ_Q_PAUSED ? now : 0;
     jobq_queue_touch(e, q, now);
     if (st == JOBQ_Q_DRAINING)
@@ -583,6 +587,8 @@ static int load_meta(void *ud, const char *key, const char *value)
 {
     jobq_engine *e = ud;
 
+    if (strcmp(key, "event_seq") == 0 && value)
+        jobq_event_load_mark(e, value);
     if (strcmp(key, "next_seq") == 0 && value) {
         int64_t n = strtoll(value, NULL, 10);
         if (n > e->next_seq)
