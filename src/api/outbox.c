@@ -695,12 +695,6 @@ static void offer(jobq_webhooks *w, target *t, const jobq_event *ev)
             th->held = NULL;
         }
         th->last_at = ev->at;
-    } else if (ev->job && is_final_type(ev->type)) {
-        throttle *th = throttle_get(w, t, ev->job, 0);
-        if (th && th->held) {
-            discard(w, th->held);
-            th->held = NULL;
-        }
     }
     d = delivery_new(w, t, ev, D_STAGED);
     if (!d)
@@ -724,21 +718,40 @@ static target *job_target(jobq_webhooks *w, const char *job, const char *spec_te
     return t;
 }
 
+/* The job ended: a progress of it still held for t would only arrive after the end. */
+static void drop_held(jobq_webhooks *w, target *t, const char *job)
+{
+    throttle *th = throttle_get(w, t, job, 0);
+
+    if (th && th->held) {
+        discard(w, th->held);
+        th->held = NULL;
+    }
+}
+
 static void stage(void *ud, const jobq_event *ev)
 {
     jobq_webhooks *w = ud;
+    int final = ev->job && is_final_type(ev->type);
 
     if (w->closed || !ev->type)
         return;
-    for (GList *l = w->hooks.head; l; l = l->next)
+    for (GList *l = w->hooks.head; l; l = l->next) {
+        if (final && w->nthrottle)
+            drop_held(w, l->data, ev->job);
         if (matches(l->data, ev))
             offer(w, l->data, ev);
+    }
     if (ev->job) {
         jobq_job *j = jobq_engine_job(w->e, ev->job);
         const char *spec = j ? jobq_job_webhook_text(j) : NULL;
         target *t = spec ? job_target(w, ev->job, spec) : NULL;
+        if (t && final && w->nthrottle)
+            drop_held(w, t, ev->job);
         if (t && matches(t, ev))
             offer(w, t, ev);
+        if (t)
+            maybe_free_job_target(w, t); /* nothing for it (yet): made again when needed */
     }
 }
 
@@ -1092,9 +1105,12 @@ static int64_t loaded_at(const delivery *d)
 
 static gint loaded_cmp(gconstpointer a, gconstpointer b)
 {
-    int64_t x = loaded_at(*(delivery *const *)a), y = loaded_at(*(delivery *const *)b);
+    const delivery *d = *(delivery *const *)a, *e = *(delivery *const *)b;
+    int64_t x = loaded_at(d), y = loaded_at(e);
 
-    return x < y ? -1 : x > y;
+    if (x != y)
+        return x < y ? -1 : 1;
+    return d->seq < e->seq ? -1 : d->seq > e->seq;
 }
 
 void jobq_webhooks_start(jobq_webhooks *w, int64_t now)
