@@ -22,11 +22,11 @@ void jobq_h_webhook_create(jobq_req *rq)
     if (!body)
         return;
     rc = jobq_webhook_parse(body, 1, &spec, &field, &why);
+    if (rc == JOBQ_EINVAL)
+        jobq_api_bad_field(rq, field, why); /* field may point into body */
     json_decref(body);
-    if (rc == JOBQ_EINVAL) {
-        jobq_api_bad_field(rq, field, why);
+    if (rc == JOBQ_EINVAL)
         return;
-    }
     if (rc) {
         jobq_api_fail(rq, rc, NULL);
         return;
