@@ -88,6 +88,7 @@ struct jobq_app {
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
     jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
+    jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
     jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
@@ -113,6 +114,11 @@ jobq_store *jobq_app_store(jobq_app *a)
 jobq_webhooks *jobq_app_webhooks(jobq_app *a)
 {
     return a->webhooks;
+}
+
+jobq_pipelines *jobq_app_pipelines(jobq_app *a)
+{
+    return a->pipelines;
 }
 
 jobq_settings *jobq_app_settings(jobq_app *a)
@@ -547,6 +553,8 @@ static int engine_doc(void *ud, const char *kind, const char *id, const char *bo
 {
     jobq_app *a = ud;
 
+    if (strcmp(kind, "pipeline") == 0)
+        return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
         return jobq_settings_load_runtime(a->settings, body);
     return jobq_webhooks_load_doc(a->webhooks, kind, id, body);
@@ -616,6 +624,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
     {
@@ -768,6 +777,7 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_pipelines_free(a->pipelines);
     jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
