@@ -13,11 +13,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
+            "             [--stats-flush-ms MS] [--health-interval-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
             "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
-            "  --max-body BYTES    request body limit (default 1048576)\n");
+            "  --max-body BYTES    request body limit (default 1048576)\n"
+            "  --stats-flush-ms MS how often today's daily stats are saved (default 300000)\n"
+            "  --health-interval-ms MS\n"
+            "                      how often health is re-evaluated for health.changed\n"
+            "                      (default 5000)\n");
 }
 
 /* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
@@ -66,6 +71,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},  {"data", required_argument, NULL, 'd'},
         {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
+        {"stats-flush-ms", required_argument, NULL, 'F'},
+        {"health-interval-ms", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     jobq_app_config cfg = {0};
@@ -76,7 +83,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:F:H:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (parse_listen(optarg, host, sizeof host, &cfg.listen_port)) {
@@ -97,6 +104,21 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'F':
+        case 'H': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 100 || ms > 86400000) {
+                fprintf(stderr, "jobqd: --%s must be from 100 to 86400000 (ms)\n",
+                        c == 'F' ? "stats-flush-ms" : "health-interval-ms");
+                return 1;
+            }
+            if (c == 'F')
+                cfg.stats_flush_ms = ms;
+            else
+                cfg.health_interval_ms = ms;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

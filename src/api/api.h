@@ -25,6 +25,8 @@ typedef struct jobq_app_config {
     const char *data_dir;
     int strict_queues;
     size_t max_body;
+    int64_t stats_flush_ms;     /* 0: the engine's default */
+    int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -47,6 +49,8 @@ void jobq_app_free(jobq_app *a);
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
 int64_t jobq_app_now(void);
+/* 0 while the store fails to save batches (they are being retried), else 1. */
+int jobq_app_store_ok(const jobq_app *a);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);
 /* Answers rq with finish(rq) once every change made so far is durable, or 503 if the store
@@ -96,6 +100,10 @@ void jobq_h_healthz(jobq_req *rq);
 void jobq_h_readyz(jobq_req *rq);
 void jobq_h_stats(jobq_req *rq);
 void jobq_h_workers(jobq_req *rq);
+void jobq_h_stats_series(jobq_req *rq); /* stats.c */
+void jobq_h_stats_daily(jobq_req *rq);
+void jobq_h_health(jobq_req *rq);
+void jobq_h_metrics(jobq_req *rq); /* metrics.c */
 
 void jobq_h_queues_list(jobq_req *rq);
 void jobq_h_queue_create(jobq_req *rq);

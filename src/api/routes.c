@@ -43,6 +43,10 @@ const jobq_route jobq_routes[] = {
     {"POST", "/v1/dead-letter/retry", jobq_h_dead_retry},
 
     {"GET", "/v1/stats", jobq_h_stats},
+    {"GET", "/v1/stats/series", jobq_h_stats_series},
+    {"GET", "/v1/stats/daily", jobq_h_stats_daily},
+    {"GET", "/v1/health", jobq_h_health},
+    {"GET", "/metrics", jobq_h_metrics},
 };
 
 const size_t jobq_nroutes = sizeof jobq_routes / sizeof jobq_routes[0];

@@ -335,6 +335,7 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         }
         out[i] = j;
     }
+    jobq_stats_enqueued(e, q, (int64_t)n, now);
     jobq_queue_touch(e, q, now);
 out:
     if (seen)
