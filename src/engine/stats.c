@@ -77,7 +77,7 @@ struct jobq_window {
     point series[SERIES]; /* series[m % SERIES] holds minute m */
     /* today: the closed minutes of day `day` (the open minute's day) */
     int64_t day; /* ms / DAY */
-    uint64_t enqueued, completed, failed, n, sum;
+    uint64_t enqueued, completed, failed, n, sum, max;
     uint64_t b[NB];
     uint64_t flushed; /* enqueued + completed + failed when today was last written */
 };
@@ -88,6 +88,7 @@ typedef struct daily {
     char queue_id[37];
     char *queue; /* name */
     uint64_t enqueued, completed, failed, n, sum;
+    int64_t max;  /* ms, the longest processing time */
     int64_t p95;  /* ms, -1 without completions */
     uint64_t *b;  /* loading only: the histogram of a day written before it ended */
 } daily;
@@ -241,7 +242,8 @@ static char *daily_doc(const daily *d, const uint64_t *b)
     char *s, *r;
 
     day_text(d->day, day);
-    pm = json_pack("{s:I, s:I}", "count", (json_int_t)d->n, "sum", (json_int_t)d->sum);
+    pm = json_pack("{s:I, s:I, s:I}", "count", (json_int_t)d->n, "sum", (json_int_t)d->sum,
+                   "max", (json_int_t)d->max);
     if (d->p95 >= 0)
         json_object_set_new(pm, "p95", json_integer(d->p95));
     j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o}", "day", day, "queue", d->queue,
@@ -292,6 +294,7 @@ static void today_of(const jobq_queue *q, daily *d, uint64_t *b)
     d->failed = w->failed;
     d->n = w->n;
     d->sum = w->sum;
+    max = (int64_t)w->max;
     memcpy(b, w->b, sizeof w->b);
     if (s) {
         d->enqueued += s->enqueued;
@@ -299,14 +302,11 @@ static void today_of(const jobq_queue *q, daily *d, uint64_t *b)
         d->failed += s->failed;
         d->n += s->proc.n;
         d->sum += s->proc.sum;
+        max = MAX(max, (int64_t)s->proc.max);
         for (unsigned i = 0; i < NB; i++)
             b[i] += s->proc.b[i];
     }
-    for (unsigned i = NB; i-- > 0;)
-        if (b[i]) {
-            max = bucket_mid(i);
-            break;
-        }
+    d->max = max;
     d->p95 = pct(b, d->n, max, 95);
 }
 
@@ -373,6 +373,7 @@ static void close_minute(jobq_queue *q)
     w->failed += s->failed;
     w->n += s->proc.n;
     w->sum += s->proc.sum;
+    w->max = MAX(w->max, (uint64_t)s->proc.max);
     if (s->proc.n)
         for (unsigned i = 0; i < NB; i++)
             w->b[i] += s->proc.b[i];
@@ -1061,6 +1062,7 @@ int jobq_stats_load_doc(jobq_engine *e, const char *kind, const char *id, const 
     d->failed = getu(j, "failed");
     d->n = getu(pm, "count");
     d->sum = getu(pm, "sum");
+    d->max = (int64_t)getu(pm, "max");
     p = json_object_get(pm, "p95");
     d->p95 = json_is_integer(p) ? json_integer_value(p) : -1;
     h = json_object_get(j, "hist");
@@ -1096,13 +1098,7 @@ static gboolean load_pick(gpointer k, gpointer v, gpointer ud)
     if (d->day == lw->today && d->b && g_hash_table_lookup(lw->e->queue_ids, d->queue_id))
         g_ptr_array_add(lw->live, d);
     else if (d->b) { /* a day that ended while the server was down: its p95 from its hist */
-        int64_t max = 0;
-        for (unsigned i = NB; i-- > 0;)
-            if (d->b[i]) {
-                max = bucket_mid(i);
-                break;
-            }
-        d->p95 = pct(d->b, d->n, max, 95);
+        d->p95 = pct(d->b, d->n, d->max, 95);
         g_free(d->b);
         d->b = NULL;
     }
@@ -1126,6 +1122,7 @@ void jobq_stats_load_done(jobq_engine *e, int64_t now)
         w->failed = d->failed;
         w->n = d->n;
         w->sum = d->sum;
+        w->max = (uint64_t)d->max;
         memcpy(w->b, d->b, sizeof w->b);
         w->flushed = d->enqueued + d->completed + d->failed;
         g_tree_remove(s->days, d); /* today is the queue's own again */
