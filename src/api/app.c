@@ -41,6 +41,7 @@ typedef struct fetcher {
     size_t nq;
     size_t count;
     char *worker;
+    jobq_resources *capacity; /* or NULL */
     int64_t deadline;
     GList link; /* in a->fetchers; data = this */
 } fetcher;
@@ -85,6 +86,8 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_settings *settings;
+    jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
 
 int64_t jobq_app_now(void)
@@ -103,6 +106,16 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_settings *jobq_app_settings(jobq_app *a)
+{
+    return a->settings;
+}
+
+jobq_bus *jobq_app_bus(jobq_app *a)
+{
+    return a->bus;
 }
 
 int jobq_app_port(const jobq_app *a)
@@ -149,6 +162,7 @@ static void flush(jobq_app *a)
     b = jobq_engine_take_changes(a->e);
     if (!b)
         return;
+    jobq_bus_batch_taken(a->bus);
     t = a->wait_inflight;
     a->wait_inflight = a->wait_next;
     a->wait_next = t;
@@ -178,6 +192,7 @@ static void on_committed(void *ud, jobq_batch *b, int status)
     jobq_batch_free(b);
     jobq_engine_committed(a->e, jobq_app_now());
     answer_waiters(a, a->wait_inflight, 1);
+    jobq_bus_batch_durable(a->bus); /* events announce only what is durable */
     serve_fetchers(a);
     /* the next batch goes out at the end of this loop turn (on_check) */
 }
@@ -244,6 +259,7 @@ static void fetcher_free(fetcher *f)
         g_free(f->queues[i]);
     g_free(f->queues);
     g_free(f->worker);
+    jobq_resources_free(f->capacity);
     g_free(f);
 }
 
@@ -274,10 +290,12 @@ static void on_fetch_gone(jobq_req *rq, void *ud)
 }
 
 void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, size_t nq,
-                         size_t count, const char *worker, int64_t deadline)
+                         size_t count, const char *worker, jobq_resources *capacity,
+                         int64_t deadline)
 {
     fetcher *f = g_new0(fetcher, 1);
 
+    f->capacity = capacity;
     f->rq = rq;
     f->queues = g_new(char *, nq);
     for (size_t i = 0; i < nq; i++)
@@ -315,12 +333,19 @@ static void serve_fetchers(jobq_app *a)
             cap = f->count;
             jobs = g_renew(jobq_job *, jobs, cap);
         }
-        n = jobq_engine_fetch(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker, now,
-                              jobs);
+        n = jobq_engine_fetch_fit(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker,
+                                  f->capacity, now, jobs);
         if (n)
             fetch_reply(a, f, jobs, n);
     }
     g_free(jobs);
+}
+
+static void engine_event(void *ud, const jobq_event *ev)
+{
+    jobq_app *a = ud;
+
+    jobq_bus_emit(a->bus, ev);
 }
 
 static void engine_ready(void *ud, jobq_queue *q)
@@ -522,10 +547,10 @@ static int recovery_gate(jobq_req *rq)
  * API layer that keeps them (by kind). A kind nobody claims is left alone. */
 static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
 {
-    (void)ud;
-    (void)kind;
-    (void)id;
-    (void)body;
+    jobq_app *a = ud;
+
+    if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
+        return jobq_settings_load_runtime(a->settings, body);
     return 0;
 }
 
@@ -544,6 +569,16 @@ static void load_done(uv_work_t *w, int status)
 
     if (rc == 0)
         rc = jobq_engine_load_done(a->e, jobq_app_now());
+    if (rc == 0) {
+        /* settings: the file and flags as given, the runtime layer as stored */
+        char *err = NULL;
+        jobq_settings_apply(a->settings, a->e, jobq_app_now());
+        if (jobq_settings_apply_queues(a->settings, a->e, jobq_app_now(), &err)) {
+            fprintf(stderr, "jobqd: config: %s\n", err);
+            g_free(err);
+            rc = JOBQ_EINVAL;
+        }
+    }
     if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
         rc = JOBQ_ESTORE;
     if (rc) {
@@ -579,6 +614,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     g_queue_init(&a->fetchers);
     g_queue_init(&a->results);
     a->host = g_strdup(cfg->listen_host);
+    a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
 
@@ -597,7 +633,9 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hooks.ready = engine_ready;
     hooks.final = engine_final;
     hooks.doc = engine_doc;
+    hooks.event = engine_event;
     hooks.ud = a;
+    a->bus = jobq_bus_new(cfg->event_ring);
     a->e = jobq_engine_new(&ecfg, &hooks);
 
     a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
@@ -719,9 +757,11 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
     g_free(a->host);
     g_free(a->data_dir);
+    jobq_settings_free(a->settings);
     g_free(a);
 }

@@ -40,4 +40,29 @@ typedef struct jobq_bus jobq_bus;
 /* Adds a sink (copied). 0 or negative. */
 int jobq_bus_add_sink(jobq_bus *bus, const jobq_event_sink *sink);
 
+/* ---- the bus's own life, driven by the application (app.c) */
+
+/* New bus keeping the last `ring` published events for replay (0: the default, 10000). */
+jobq_bus *jobq_bus_new(size_t ring);
+void jobq_bus_free(jobq_bus *bus); /* takes NULL */
+/* The engine's event hook: stages the event at once and holds a copy until its batch is
+ * durable. */
+void jobq_bus_emit(jobq_bus *bus, const jobq_event *ev);
+/* The batch just taken holds every event emitted so far. */
+void jobq_bus_batch_taken(jobq_bus *bus);
+/* The batch taken last is durable: its events are published, in seq order, and kept in the
+ * replay ring. */
+void jobq_bus_batch_durable(jobq_bus *bus);
+
+/* ---- replay */
+
+/* The oldest seq the ring still holds, or 0 when it is empty. */
+uint64_t jobq_bus_oldest(const jobq_bus *bus);
+/* The last seq published, or 0 when none was since the start. */
+uint64_t jobq_bus_last(const jobq_bus *bus);
+/* Calls fn for every event in the ring with seq > since, oldest first; stops when fn
+ * returns non-zero. */
+void jobq_bus_replay(const jobq_bus *bus, uint64_t since,
+                     int (*fn)(void *ud, const jobq_event *ev), void *ud);
+
 #endif

@@ -47,6 +47,18 @@ const jobq_route jobq_routes[] = {
     {"GET", "/v1/stats/daily", jobq_h_stats_daily},
     {"GET", "/v1/health", jobq_h_health},
     {"GET", "/metrics", jobq_h_metrics},
+
+    {"GET", "/v1/config", jobq_h_config_get},
+    {"PATCH", "/v1/config", jobq_h_config_patch},
+
+    {"GET", "/v1/schedules", jobq_h_schedules_list},
+    {"POST", "/v1/schedules", jobq_h_schedule_create},
+    {"GET", "/v1/schedules/{}", jobq_h_schedule_get},
+    {"PATCH", "/v1/schedules/{}", jobq_h_schedule_patch},
+    {"DELETE", "/v1/schedules/{}", jobq_h_schedule_delete},
+    {"POST", "/v1/schedules/{}/pause", jobq_h_schedule_pause},
+    {"POST", "/v1/schedules/{}/resume", jobq_h_schedule_resume},
+    {"POST", "/v1/schedules/{}/trigger", jobq_h_schedule_trigger},
 };
 
 const size_t jobq_nroutes = sizeof jobq_routes / sizeof jobq_routes[0];

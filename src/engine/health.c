@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/internal.h"
@@ -57,8 +58,8 @@ int jobq_health_eval(const jobq_engine *e, const jobq_queue *q, int64_t now, jso
     jobq_recent r;
 
     (void)e;
-    if (q->status == JOBQ_Q_ERROR) {
-        reason(reasons, "status: the queue is in status error");
+    if (jobq_queue_status(q) == JOBQ_Q_ERROR) {
+        reason(reasons, "status: the queue is in status error (its circuit breaker is open)");
         level = JOBQ_UNHEALTHY;
     }
     if (waiting > o->alert_backlog) {
@@ -154,12 +155,16 @@ json_t *jobq_engine_health(const jobq_engine *e, int64_t now, int store_ok)
 static void announce(jobq_engine *e, jobq_queue *q, int from, int to, json_t *reasons,
                      int64_t now)
 {
-    (void)e;
-    (void)q;
-    (void)from;
-    (void)to;
-    (void)reasons;
-    (void)now;
+    char *r, *fields;
+
+    if (!jobq_engine_events_on(e))
+        return;
+    r = json_dumps(reasons, JSON_COMPACT);
+    fields = g_strdup_printf("\"status\":\"%s\",\"previous\":\"%s\",\"reasons\":%s",
+                             jobq_health_name(to), jobq_health_name(from), r ? r : "[]");
+    jobq_engine_emit(e, "health.changed", now, q->name, NULL, NULL, NULL, fields);
+    g_free(fields);
+    free(r);
 }
 
 void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet)

@@ -621,7 +621,7 @@ json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64
 
     jobq_stats_recent(q, now, 1, &r);
     json_object_set_new(j, "queue", json_string(q->name));
-    json_object_set_new(j, "status", json_string(jobq_qstatus_name(q->status)));
+    json_object_set_new(j, "status", json_string(jobq_qstatus_name(jobq_queue_status(q))));
     counts_json(j, q->counts);
     json_object_set_new(j, "enqueued", json_integer(q->enqueued));
     json_object_set_new(j, "processed", json_integer(q->processed));

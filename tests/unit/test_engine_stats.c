@@ -634,3 +634,52 @@ Test(health, sweep_remembers_levels)
     cr_assert_leq(jobq_engine_stats_due(e), T0 + 10000);
     jobq_engine_free(e);
 }
+
+typedef struct evlog {
+    GPtrArray *json; /* event texts (owned) */
+} evlog;
+
+static void ev_hook(void *ud, const jobq_event *ev)
+{
+    evlog *l = ud;
+
+    if (strcmp(ev->type, "health.changed") == 0)
+        g_ptr_array_add(l->json, g_strndup(ev->json, ev->json_len));
+}
+
+Test(health, changes_are_announced)
+{
+    evlog l = {g_ptr_array_new_with_free_func(g_free)};
+    jobq_engine_config cfg = {.seed = 12, .health_interval_ms = 1000};
+    jobq_engine_hooks hooks = {.event = ev_hook, .ud = &l};
+    jobq_engine *e = jobq_engine_new(&cfg, &hooks);
+    jobq_queue *q = mkq_json(e, "q", "{\"alert\":{\"paused_ms\":1500}}", T0);
+    json_t *ev;
+
+    jobq_engine_stats_tick(e, T0);
+    jobq_engine_queue_pause(e, q, T0);
+    jobq_engine_stats_tick(e, T0 + 1000);
+    cr_assert_eq(l.json->len, 0, "paused 1 s of 1.5: still healthy");
+    jobq_engine_stats_tick(e, T0 + 2000);
+    cr_assert_eq(l.json->len, 1);
+    ev = json_loads(g_ptr_array_index(l.json, 0), 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "type")), "health.changed");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "queue")), "q");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "status")), "degraded");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "previous")), "healthy");
+    cr_assert_eq(json_integer_value(json_object_get(ev, "at")), T0 + 2000);
+    cr_assert(!strncmp(json_string_value(json_array_get(json_object_get(ev, "reasons"), 0)),
+                       "paused:", 7));
+    json_decref(ev);
+    jobq_engine_stats_tick(e, T0 + 3000);
+    cr_assert_eq(l.json->len, 1, "announced once per change");
+    jobq_engine_queue_resume(e, q, T0 + 3500);
+    jobq_engine_stats_tick(e, T0 + 4000);
+    cr_assert_eq(l.json->len, 2);
+    ev = json_loads(g_ptr_array_index(l.json, 1), 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "status")), "healthy");
+    cr_assert_eq(json_array_size(json_object_get(ev, "reasons")), 0);
+    json_decref(ev);
+    jobq_engine_free(e);
+    g_ptr_array_free(l.json, TRUE);
+}
