@@ -116,6 +116,18 @@ void jobq_api_result(jobq_req *rq, const jobq_job *j);
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq);
 jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq);
 
+/* Validates a flow body (stolen reference kept by the caller) and creates the flow, answering
+ * 201 with it once durable, or the error. skipped: pipeline stages left out. (flows.c) */
+void jobq_api_flow_submit(jobq_req *rq, json_t *body, const char *const *skipped,
+                          size_t nskipped);
+/* Pipelines: the stored templates, by name (pipelines.c). */
+typedef struct jobq_pipelines jobq_pipelines;
+jobq_pipelines *jobq_pipelines_new(void);
+void jobq_pipelines_free(jobq_pipelines *p);
+/* Loading: a stored document of kind "pipeline". */
+int jobq_pipelines_load(jobq_pipelines *p, const char *name, const char *body);
+jobq_pipelines *jobq_app_pipelines(jobq_app *a);
+
 /* ---- the routes (routes.c) */
 extern const jobq_route jobq_routes[];
 extern const size_t jobq_nroutes;
@@ -158,6 +170,18 @@ void jobq_h_job_retry(jobq_req *rq);
 void jobq_h_dead_list(jobq_req *rq);
 void jobq_h_dead_stats(jobq_req *rq);
 void jobq_h_dead_retry(jobq_req *rq);
+
+void jobq_h_flow_create(jobq_req *rq);
+void jobq_h_flow_get(jobq_req *rq);
+void jobq_h_flows_list(jobq_req *rq);
+void jobq_h_flow_cancel(jobq_req *rq);
+void jobq_h_job_approve(jobq_req *rq);
+void jobq_h_job_reject(jobq_req *rq);
+void jobq_h_pipelines_list(jobq_req *rq);
+void jobq_h_pipeline_put(jobq_req *rq);
+void jobq_h_pipeline_get(jobq_req *rq);
+void jobq_h_pipeline_delete(jobq_req *rq);
+void jobq_h_pipeline_run(jobq_req *rq);
 
 void jobq_h_fetch(jobq_req *rq);
 void jobq_h_heartbeat(jobq_req *rq);

@@ -86,6 +86,7 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
     jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
@@ -106,6 +107,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_pipelines *jobq_app_pipelines(jobq_app *a)
+{
+    return a->pipelines;
 }
 
 jobq_settings *jobq_app_settings(jobq_app *a)
@@ -549,6 +555,8 @@ static int engine_doc(void *ud, const char *kind, const char *id, const char *bo
 {
     jobq_app *a = ud;
 
+    if (strcmp(kind, "pipeline") == 0)
+        return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
         return jobq_settings_load_runtime(a->settings, body);
     return 0;
@@ -617,6 +625,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
     ecfg.stats_flush_ms = cfg->stats_flush_ms;
@@ -757,6 +766,7 @@ void jobq_app_free(jobq_app *a)
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_pipelines_free(a->pipelines);
     jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);

@@ -447,6 +447,8 @@ void jobq_stats_finished(jobq_engine *e, jobq_queue *q, int completed, int64_t p
         return;
     }
     s->completed++;
+    if (proc_ms < 0)
+        return;
     hist_add(&s->proc, proc_ms);
     st = q->st;
     life_add(st->life_proc, &st->life_proc_sum, proc_ms);
