@@ -27,6 +27,8 @@ typedef struct jobq_app_config {
     const char *data_dir;
     int strict_queues;
     size_t max_body;
+    int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
+    int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
@@ -53,6 +55,7 @@ void jobq_app_free(jobq_app *a);
 /* ---- for handlers (app.c) */
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
+struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
 int64_t jobq_app_now(void);
@@ -191,6 +194,11 @@ void jobq_h_fail(jobq_req *rq);
 void jobq_h_logs_post(jobq_req *rq);
 void jobq_h_ack(jobq_req *rq);
 
+void jobq_h_webhooks_list(jobq_req *rq);
+void jobq_h_webhook_create(jobq_req *rq);
+void jobq_h_webhook_get(jobq_req *rq);
+void jobq_h_webhook_delete(jobq_req *rq);
+void jobq_h_webhook_deliveries(jobq_req *rq);
 void jobq_h_schedules_list(jobq_req *rq);
 void jobq_h_schedule_create(jobq_req *rq);
 void jobq_h_schedule_get(jobq_req *rq);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/outbox.h"
 #include "util/jsonw.h"
 
 typedef struct waiter {
@@ -86,6 +87,7 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
     jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
     jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
@@ -107,6 +109,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_webhooks *jobq_app_webhooks(jobq_app *a)
+{
+    return a->webhooks;
 }
 
 jobq_pipelines *jobq_app_pipelines(jobq_app *a)
@@ -559,7 +566,7 @@ static int engine_doc(void *ud, const char *kind, const char *id, const char *bo
         return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
         return jobq_settings_load_runtime(a->settings, body);
-    return 0;
+    return jobq_webhooks_load_doc(a->webhooks, kind, id, body);
 }
 
 static void load_work(uv_work_t *w)
@@ -598,6 +605,7 @@ static void load_done(uv_work_t *w, int status)
         return;
     }
     a->recovering = 0;
+    jobq_webhooks_start(a->webhooks, jobq_app_now());
     fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
             jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e),
             jobq_app_now() - a->load_started);
@@ -656,6 +664,21 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         return NULL;
     }
 
+    {
+        jobq_webhooks_config wcfg = {0};
+        wcfg.backoff_ms = cfg->webhook_backoff_ms;
+        wcfg.progress_ms = cfg->webhook_progress_ms;
+        jobq_event_sink sink;
+        a->webhooks = jobq_webhooks_new(loop, a->e, &wcfg);
+        if (!a->webhooks) {
+            fprintf(stderr, "jobqd: cannot start the webhook sender (libcurl)\n");
+            *exit_code = 2;
+            jobq_app_free(a);
+            return NULL;
+        }
+        sink = jobq_webhooks_sink(a->webhooks);
+        jobq_bus_add_sink(a->bus, &sink);
+    }
     uv_async_init(loop, &a->async, on_async);
     a->async.data = a;
     uv_check_init(loop, &a->check);
@@ -754,6 +777,7 @@ static void close_all(jobq_app *a)
     uv_close((uv_handle_t *)&a->park_timer, NULL);
     uv_close((uv_handle_t *)&a->retry_timer, NULL);
     uv_close((uv_handle_t *)&a->stop_timer, NULL);
+    jobq_webhooks_close(a->webhooks);
     if (a->store)
         uv_close((uv_handle_t *)&a->async, NULL);
 }
@@ -763,6 +787,7 @@ void jobq_app_free(jobq_app *a)
     if (!a)
         return;
     jobq_store_free(a->store);
+    jobq_webhooks_free(a->webhooks);
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);

@@ -62,6 +62,12 @@ const jobq_route jobq_routes[] = {
     {"GET", "/v1/health", jobq_h_health},
     {"GET", "/metrics", jobq_h_metrics},
 
+    {"GET", "/v1/webhooks", jobq_h_webhooks_list},
+    {"POST", "/v1/webhooks", jobq_h_webhook_create},
+    {"GET", "/v1/webhooks/{}", jobq_h_webhook_get},
+    {"DELETE", "/v1/webhooks/{}", jobq_h_webhook_delete},
+    {"GET", "/v1/webhooks/{}/deliveries", jobq_h_webhook_deliveries},
+
     {"GET", "/v1/config", jobq_h_config_get},
     {"PATCH", "/v1/config", jobq_h_config_patch},
 

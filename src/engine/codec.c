@@ -203,6 +203,7 @@ void jobq_job_spec_clear(jobq_job_spec *s)
     free(s->own_data);
     free(s->own_tags);
     free(s->own_requires);
+    free(s->own_webhook);
     g_free(s->own_deps);
     jobq_backoff_unref(s->backoff);
     memset(s, 0, sizeof *s);
@@ -295,6 +296,10 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
             }
             s->own_requires = json_dumps(v, JSON_COMPACT);
             s->requires = s->own_requires;
+        } else if (!strcmp(key, "webhook")) {
+            if (jobq_webhook_parse(v, 0, &s->own_webhook, field, why))
+                goto bad;
+            s->webhook = s->own_webhook;
         } else if (!strcmp(key, "priority")) {
             if (json_is_string(v)) {
                 if (jobq_priority_parse(json_string_value(v), &s->priority)) {

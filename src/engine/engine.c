@@ -184,6 +184,7 @@ static void extra_free(jobq_job_extra *x)
     g_free(x->project);
     g_free(x->tags);
     g_free(x->requires);
+    g_free(x->webhook);
     g_free(x->result);
     g_free(x->error);
     g_free(x->error_type);

@@ -205,8 +205,9 @@ typedef struct jobq_job_spec {
     const char *cache_key;     /* a job completed with this key within cache_ttl_ms is reused */
     int64_t cache_ttl_ms;
     const char *ref;           /* flows: the job's name within its flow */
+    const char *webhook;       /* normalised JSON text (jobq_webhook_parse) or NULL */
     /* storage owned by the spec when filled by jobq_job_spec_parse */
-    char *own_data, *own_tags, *own_requires;
+    char *own_data, *own_tags, *own_requires, *own_webhook;
     const char **own_deps;
 } jobq_job_spec;
 
@@ -227,6 +228,19 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
                             jobq_job_spec *spec, const char **field, const char **why);
 void jobq_job_spec_clear(jobq_job_spec *spec);
 
+/* Webhooks (webhook.c). Checks a webhook description: a registered hook's body
+ * (registered = 1: url, events required; queues, project, secret, token) or a job's
+ * `webhook` option (url required; events, secret, token). On success *out is the normalised
+ * JSON text (new, free()); on error JOBQ_EINVAL with *field (static or pointing into obj)
+ * and *why. */
+int jobq_webhook_parse(const json_t *obj, int registered, char **out, const char **field,
+                       const char **why);
+/* 1 when t is an event type a webhook may name: a type of docs/api.md, "*", or a family
+ * ("job.*", "flow.*", "queue.*", "health.*"). */
+int jobq_webhook_type_known(const char *t);
+/* 1 when event type `type` matches `pattern` (a type, "*", or "family.*"). */
+int jobq_webhook_type_match(const char *pattern, const char *type);
+
 /* Priority names: low=-10 normal=0 high=10 urgent=20. 0 and *out set, or -1. */
 int jobq_priority_parse(const char *s, int *out);
 
@@ -240,6 +254,8 @@ int jobq_job_cancel_requested(const jobq_job *j);
 /* Stored JSON texts of the job's result and error, or NULL. Borrowed. */
 const char *jobq_job_result_text(const jobq_job *j);
 const char *jobq_job_error_text(const jobq_job *j);
+/* The job's own webhook (normalised JSON text of its `webhook` option) or NULL. Borrowed. */
+const char *jobq_job_webhook_text(const jobq_job *j);
 /* The job's current lease token (16 hex digits) into buf[17]; "" when it has none. */
 void jobq_job_lease(const jobq_job *j, char buf[17]);
 

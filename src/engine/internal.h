@@ -95,6 +95,7 @@ typedef struct jobq_job_extra {
     char *name, *group, *tier, *project;
     char *tags;       /* JSON object text */
     char *requires;   /* JSON object text */
+    char *webhook;    /* JSON object text (jobq_webhook_parse), NULL = none */
     char *result;     /* JSON text */
     char *error;      /* JSON text of the error object */
     char *error_type; /* borrowed view into nothing: owned copy of error.type, may be NULL */

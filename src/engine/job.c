@@ -154,6 +154,8 @@ char *jobq_job_opts_text(const jobq_job *j)
             jobq_jw_kraw(o, &first, "tags", x->tags);
         if (x->requires)
             jobq_jw_kraw(o, &first, "requires", x->requires);
+        if (x->webhook)
+            jobq_jw_kraw(o, &first, "webhook", x->webhook);
     }
     /* what equals the queue's defaults is left out: most jobs store "{}" and load without
      * parsing anything (such a job takes its queue's defaults as they are when it loads) */
@@ -194,14 +196,17 @@ int jobq_job_apply_opts(jobq_engine *e, jobq_job *j, const char *opts_json)
                          : !strcmp(key, "tier")  ? &x->tier
                                                  : &x->project;
             *dst = g_strdup(json_string_value(v));
-        } else if (!strcmp(key, "tags") || !strcmp(key, "requires")) {
+        } else if (!strcmp(key, "tags") || !strcmp(key, "requires") ||
+                   !strcmp(key, "webhook")) {
             jobq_job_extra *x = jobq_extra(j);
             char *t = json_dumps(v, JSON_COMPACT);
             if (!strcmp(key, "tags")) {
                 x->tags = g_strdup(t);
-            } else {
+            } else if (!strcmp(key, "requires")) {
                 x->requires = g_strdup(t);
                 x->req = jobq_resources_from_text(t);
+            } else {
+                x->webhook = g_strdup(t);
             }
             free(t);
         } else if (!strcmp(key, "timeout_ms") && json_is_integer(v)) {
@@ -269,7 +274,7 @@ jobq_job *jobq_job_create(jobq_engine *e, jobq_queue *q, const jobq_job_spec *s,
     j->backoff = jobq_backoff_ref(s->backoff ? s->backoff : q->o.defaults.backoff);
     j->timeout_ms = (int32_t)(s->timeout_ms >= 0 ? s->timeout_ms : q->o.defaults.timeout_ms);
     j->lease_ms = (int32_t)(s->lease_ms > 0 ? s->lease_ms : q->o.defaults.lease_ms);
-    if (s->name || s->group || s->tier || s->project || s->tags || s->requires) {
+    if (s->name || s->group || s->tier || s->project || s->tags || s->requires || s->webhook) {
         jobq_job_extra *x = jobq_extra(j);
         x->name = dup_or_null(s->name);
         x->group = dup_or_null(s->group);
@@ -278,6 +283,7 @@ jobq_job *jobq_job_create(jobq_engine *e, jobq_queue *q, const jobq_job_spec *s,
         x->tags = dup_or_null(s->tags);
         x->requires = dup_or_null(s->requires);
         x->req = jobq_resources_from_text(s->requires);
+        x->webhook = dup_or_null(s->webhook);
     }
     j->flags = JF_UNCOMMITTED;
     initial = s->run_at > now ? JOBQ_SCHEDULED : JOBQ_WAITING;
