@@ -483,3 +483,31 @@ def test_flow_wait_until_it_ends(srv):
     s.call("POST", f"/v1/flows/{g['id']}/cancel", {})
     t.join(15)
     assert got["g"]["state"] == "cancelled"
+
+
+def test_review_and_flow_events_reach_a_webhook(srv):
+    from test_webhooks import Receiver
+    s = srv
+    rec = Receiver().start()
+    try:
+        project = s.qname("evproj")
+        s.call("POST", "/v1/webhooks", {"url": rec.url + "/hook", "project": project, "events": [
+            "job.review_requested", "flow.completed", "flow.failed"]}, 201)
+        q = s.qname()
+        ok = s.call("POST", "/v1/flows", {"name": "ok", "project": project, "jobs": [
+            {"ref": "a", "queue": q, "review": True}]}, 201)
+        a = s.fetch_until(q)
+        s.complete(a, {"draft": 1})
+        ev = rec.wait(1, type="job.review_requested")[0]["json"]
+        assert ev["job"] == a["id"] and ev["flow"] == ok["id"] and ev["ref"] == "a"
+        assert ev["result"] == {"draft": 1} and ev["project"] == project
+        s.call("POST", f"/v1/jobs/{a['id']}/approve", {})
+        ev = rec.wait(1, type="flow.completed")[0]["json"]
+        assert ev["flow"] == ok["id"] and ev["state"] == "completed" and ev["name"] == "ok"
+        bad = s.call("POST", "/v1/flows", {"name": "bad", "project": project, "jobs": [
+            {"ref": "x", "queue": q, "max_attempts": 1}]}, 201)
+        s.fail(s.fetch_until(q), "boom", retryable=False)
+        ev = rec.wait(1, type="flow.failed")[0]["json"]
+        assert ev["flow"] == bad["id"] and ev["failed"] == 1
+    finally:
+        rec.stop()
