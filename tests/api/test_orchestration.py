@@ -116,6 +116,8 @@ def test_pipeline_validation_and_crud(srv):
         ({"name": name, "stages": [{"name": "a", "queue": "x", "priority": 5000}]},
          "stages[0].priority"),
         ({"name": name, "stages": [{"name": "a", "queue": "x", "bogus": 1}]}, "stages[0].bogus"),
+        ({"name": name, "stages": [{"name": "a", "queue": "x", "on_parent_failure": "cancel"}]},
+         "stages[0].on_parent_failure"),
         ({"stages": [{"name": "a", "queue": "x"}]}, "name"),
     ]
     for body, field in bad:
@@ -213,6 +215,9 @@ def test_flow_validation(srv):
     assert_error(s.request("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q, "x": 1}]}),
                  400, "invalid_argument", "jobs[0].x")
     assert_error(s.request("POST", "/v1/flows", {"jobs": []}), 400, "invalid_argument", "jobs")
+    assert_error(s.request("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q,
+                                                           "on_parent_failure": "continue"}]}),
+                 400, "invalid_argument", "jobs[0].on_parent_failure")
     assert_error(s.request("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q}],
                                                  "on_parent_failure": "maybe"}),
                  400, "invalid_argument", "on_parent_failure")
