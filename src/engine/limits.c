@@ -638,12 +638,12 @@ void jobq_entered_active(jobq_engine *e, jobq_job *j)
         jobq_group *g = x->grp;
         x->gcounted = 1;
         g->active++;
-        if (j->q->rr && x->slot && x->slot->it) { /* served: to the back of its priority */
-            x->slot->key = ++j->q->turn;
+        if (g->limit > 0 && g->active >= g->limit) {
+            group_refresh(e, j->q, g); /* saturated: its slots leave the line */
+        } else if (j->q->rr && x->slot && x->slot->it) {
+            x->slot->key = ++j->q->turn; /* served: to the back of its priority */
             g_sequence_sort_changed(x->slot->it, slot_cmp, NULL);
         }
-        if (g->limit > 0 && g->active >= g->limit)
-            group_refresh(e, j->q, g);
     }
     if (x->req && x->worker && !x->charged) {
         res_add(&jobq_worker_get(e, x->worker)->used, x->req, +1);
