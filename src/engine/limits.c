@@ -193,8 +193,6 @@ void jobq_wake_fire(jobq_engine *e, int64_t now)
         }
         q->wake_at = 0;
         g_ptr_array_remove_index_fast(e->waking, i);
-        if (q->cb_state == CB_OPEN && now >= q->cb_until)
-            q->cb_until = now; /* the cooldown is over: one trial may go */
         if (g_sequence_get_length(q->ready))
             jobq_notify_ready(e, q);
     }
@@ -609,6 +607,8 @@ void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set)
         q->cb_fails = 0;
     }
     gated_update(q);
+    if (e->loading) /* jobq_engine_load_done builds the index once every job is in place */
+        return;
     jobq_fair_update(e, q);
     if (set & JOBQ_QO_GROUP_CONCURRENCY)
         refresh_all(e, q);
