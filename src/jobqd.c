@@ -13,7 +13,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
-            "             [--event-ring N] [--event-buffer BYTES]\n"
+            "             [--event-ring N] [--event-buffer BYTES] [--idempotency-ttl-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
@@ -21,7 +21,9 @@ static void usage(FILE *f)
             "  --max-body BYTES    request body limit (default 1048576)\n"
             "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
             "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
-            "                      is dropped (default 8388608)\n");
+            "                      is dropped (default 8388608)\n"
+            "  --idempotency-ttl-ms MS  how long answers to POSTs with an Idempotency-Key are\n"
+            "                      kept for replay (default 86400000, 24 h)\n");
 }
 
 /* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
@@ -72,6 +74,7 @@ int main(int argc, char **argv)
         {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
+        {"idempotency-ttl-ms", required_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     jobq_app_config cfg = {0};
@@ -82,7 +85,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:I:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             if (parse_listen(optarg, host, sizeof host, &cfg.listen_port)) {
@@ -117,6 +120,16 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'I': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 1 || ms > INT64_C(10) * 366 * 86400000) {
+                fprintf(stderr, "jobqd: --idempotency-ttl-ms must be 1 ms to 10 years\n");
+                return 1;
+            }
+            cfg.idempotency_ttl_ms = ms;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

@@ -28,6 +28,7 @@ typedef struct jobq_app_config {
     size_t max_body;
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
+    int64_t idempotency_ttl_ms; /* how long Idempotency-Key answers are kept (0: 24 h) */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -49,6 +50,8 @@ void jobq_app_free(jobq_app *a);
 /* ---- for handlers (app.c) */
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
+/* The Idempotency-Key records (idem.c). */
+struct jobq_idem *jobq_app_idem(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
 int64_t jobq_app_now(void);

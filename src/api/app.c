@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/idem.h"
 #include "util/jsonw.h"
 
 typedef struct waiter {
@@ -84,6 +85,7 @@ struct jobq_app {
     uv_work_t load;
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
+    jobq_idem *idem;       /* Idempotency-Key records (idem.c) */
     int closed;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
@@ -104,6 +106,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_idem *jobq_app_idem(jobq_app *a)
+{
+    return a->idem;
 }
 
 jobq_bus *jobq_app_bus(jobq_app *a)
@@ -234,7 +241,8 @@ void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish)
         finish(a, rq);
         return;
     }
-    jobq_req_park(rq, NULL, NULL);
+    if (!jobq_req_parked(rq)) /* an answer caught while parked (idem.c) waits parked */
+        jobq_req_park(rq, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- parked requests */
@@ -479,6 +487,7 @@ static void turn_end(jobq_app *a)
     if (a->closed || a->recovering) /* the pool thread owns the engine until loaded */
         return;
     serve_fetchers(a);
+    jobq_idem_sweep(a->idem, jobq_app_now());
     flush(a);
     due = jobq_engine_next_timer(a->e);
     if (due != a->engine_due) {
@@ -524,14 +533,22 @@ static int recovery_gate(jobq_req *rq)
     return 1;
 }
 
+/* Every routed request passes here before its handler: recovery, then Idempotency-Key. */
+static int app_gate(jobq_req *rq)
+{
+    jobq_app *a = jobq_req_app(rq);
+
+    return recovery_gate(rq) || jobq_idem_gate(a->idem, rq);
+}
+
 /* Loading: stored documents of kinds the engine does not own, handed to the module of the
  * API layer that keeps them (by kind). A kind nobody claims is left alone. */
 static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
 {
-    (void)ud;
-    (void)kind;
-    (void)id;
-    (void)body;
+    jobq_app *a = ud;
+
+    if (strcmp(kind, "idem") == 0)
+        return jobq_idem_load(a->idem, id, body);
     return 0;
 }
 
@@ -550,6 +567,8 @@ static void load_done(uv_work_t *w, int status)
 
     if (rc == 0)
         rc = jobq_engine_load_done(a->e, jobq_app_now());
+    if (rc == 0)
+        jobq_idem_load_done(a->idem);
     if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
         rc = JOBQ_ESTORE;
     if (rc) {
@@ -587,6 +606,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->host = g_strdup(cfg->listen_host);
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->idem = jobq_idem_new(a, cfg->idempotency_ttl_ms);
 
     ecfg.strict_queues = cfg->strict_queues;
     {
@@ -640,7 +660,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hcfg.idle_timeout_s = 60;
     a->http = jobq_http_new(loop, &hcfg, jobq_routes, jobq_nroutes, a);
     if (a->http)
-        jobq_http_set_gate(a->http, recovery_gate);
+        jobq_http_set_gate(a->http, app_gate);
     if (!a->http || jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
         fprintf(stderr, "jobqd: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
         *exit_code = 1;
@@ -725,6 +745,7 @@ void jobq_app_free(jobq_app *a)
     jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
+    jobq_idem_free(a->idem);
     g_free(a->host);
     g_free(a->data_dir);
     g_free(a);
