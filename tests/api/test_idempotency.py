@@ -2,7 +2,6 @@
 a key still in progress, errors not kept, records surviving kill -9, and expiry."""
 
 import json
-import threading
 
 from conftest import assert_error, raw_request, read_responses, wait_until
 
@@ -52,32 +51,33 @@ def test_bad_keys_are_400(srv):
     assert srv.request("GET", "/v1/queues", headers={"Idempotency-Key": "x y"}).status == 200
 
 
+def _raw_post(s, path, body, key):
+    data = json.dumps(body).encode()
+    return raw_request(s.port, f"POST {path} HTTP/1.1\r\nHost: x\r\nIdempotency-Key: {key}\r\n"
+                       f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                       .encode() + data)
+
+
 def test_key_in_progress_is_409_then_replayed(srv):
     q = srv.qname()
     body = {"queues": [q], "wait_ms": 1500, "worker": "w"}
-    first = {}
-
-    def run():
-        first["r"] = post(srv, "/v1/fetch", body, "k-fetch", timeout=10)
-
-    t = threading.Thread(target=run)
-    t.start()
-    # the first is parked in its long poll: the same key meanwhile answers 409
-    r = wait_until(lambda: (lambda x: x if x.status == 409 else None)(
-        post(srv, "/v1/fetch", body, "k-fetch")), timeout=5, what="a 409 while in progress")
-    assert_error(r, 409, "conflict", field="Idempotency-Key")
-    t.join(10)
-    assert first["r"].status == 200 and first["r"].json == {"jobs": []}
+    sock = _raw_post(srv, "/v1/fetch", body, "k-fetch")
+    # once the first is registered (another body with the key is 422), the same request
+    # answers 409 while the first is parked in its long poll
+    wait_until(lambda: post(srv, "/v1/fetch", {"queues": [q]}, "k-fetch").status == 422,
+               timeout=5, what="the first request in progress")
+    assert_error(post(srv, "/v1/fetch", body, "k-fetch"), 409, "conflict", field="Idempotency-Key")
+    got, _ = read_responses(sock, 1, timeout=10)
+    sock.close()
+    assert got and got[0].status == 200 and json.loads(got[0].body) == {"jobs": []}
     r = post(srv, "/v1/fetch", body, "k-fetch")
     assert r.status == 200 and r.header("Idempotent-Replayed") == "true"
+    assert r.json == {"jobs": []}
 
 
 def test_a_client_that_leaves_frees_its_key(srv):
     q = srv.qname()
-    body = json.dumps({"queues": [q], "wait_ms": 30000, "worker": "w"}).encode()
-    sock = raw_request(srv.port, b"POST /v1/fetch HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k-gone\r\n"
-                       b"Content-Type: application/json\r\nContent-Length: "
-                       + str(len(body)).encode() + b"\r\n\r\n" + body)
+    sock = _raw_post(srv, "/v1/fetch", {"queues": [q], "wait_ms": 30000, "worker": "w"}, "k-gone")
     wait_until(lambda: post(srv, "/v1/fetch", {"queues": [q]}, "k-gone").status == 422,
                timeout=5, what="the first request in progress")
     sock.close()
