@@ -13,13 +13,19 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
+            "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
             "             [--event-ring N] [--event-buffer BYTES] [--idempotency-ttl-ms MS]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
+            "             [--stats-flush-ms MS] [--health-interval-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
             "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
             "  --max-body BYTES    request body limit (default 1048576)\n"
+            "  --webhook-backoff-ms MS   first webhook retry after MS, then 4x longer each\n"
+            "                      (default 30000: 30 s, 2 min, 8 min; tests use less)\n"
+            "  --webhook-progress-ms MS  job.progress sent to a hook at most once per MS\n"
+            "                      per job (default 30000)\n"
             "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
             "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
             "                      is dropped (default 8388608)\n"
@@ -30,6 +36,10 @@ static void usage(FILE *f)
             "  --max-active-jobs N most jobs active at once across all queues (0 = no cap)\n"
             "  --tier NAME=LIMIT[/PRIORITY]  a tier's group limit and default priority,\n"
             "                      e.g. pro=5/high (repeatable; over the file's)\n"
+            "  --stats-flush-ms MS how often today's daily stats are saved (default 300000)\n"
+            "  --health-interval-ms MS\n"
+            "                      how often health is re-evaluated for health.changed\n"
+            "                      (default 5000)\n"
             "Precedence: shipped defaults < --config file < flags < PATCH /v1/config.\n");
 }
 
@@ -81,12 +91,16 @@ int main(int argc, char **argv)
         {"data", required_argument, NULL, 'd'},
         {"strict-queues", no_argument, NULL, 's'},
         {"max-body", required_argument, NULL, 'b'},
+        {"webhook-backoff-ms", required_argument, NULL, 'W'},
+        {"webhook-progress-ms", required_argument, NULL, 'P'},
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
         {"idempotency-ttl-ms", required_argument, NULL, 'I'},
         {"config", required_argument, NULL, 'c'},
         {"max-active-jobs", required_argument, NULL, 'm'},
         {"tier", required_argument, NULL, 't'},
+        {"stats-flush-ms", required_argument, NULL, 'F'},
+        {"health-interval-ms", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -101,7 +115,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:I:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:I:F:H:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_file = optarg;
@@ -133,6 +147,21 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'W':
+        case 'P': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 1 || ms > INT64_C(86400000)) {
+                fprintf(stderr, "jobqd: --webhook-%s-ms must be 1 to 86400000\n",
+                        c == 'W' ? "backoff" : "progress");
+                return 1;
+            }
+            if (c == 'W')
+                cfg.webhook_backoff_ms = ms;
+            else
+                cfg.webhook_progress_ms = ms;
+            break;
+        }
         case 'R':
             cfg.event_ring = strtoul(optarg, NULL, 10);
             if (cfg.event_ring < 1 || cfg.event_ring > 100000000) {
@@ -155,6 +184,21 @@ int main(int argc, char **argv)
                 return 1;
             }
             cfg.idempotency_ttl_ms = ms;
+            break;
+        }
+        case 'F':
+        case 'H': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 100 || ms > 86400000) {
+                fprintf(stderr, "jobqd: --%s must be from 100 to 86400000 (ms)\n",
+                        c == 'F' ? "stats-flush-ms" : "health-interval-ms");
+                return 1;
+            }
+            if (c == 'F')
+                cfg.stats_flush_ms = ms;
+            else
+                cfg.health_interval_ms = ms;
             break;
         }
         case 'h':

@@ -27,10 +27,14 @@ typedef struct jobq_app_config {
     const char *data_dir;
     int strict_queues;
     size_t max_body;
+    int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
+    int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
     int64_t idempotency_ttl_ms; /* how long Idempotency-Key answers are kept (0: 24 h) */
+    int64_t stats_flush_ms;     /* 0: the engine's default */
+    int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -54,9 +58,12 @@ jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
 /* The Idempotency-Key records (idem.c). */
 struct jobq_idem *jobq_app_idem(jobq_app *a);
+struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
 int64_t jobq_app_now(void);
+/* 0 while the store fails to save batches (they are being retried), else 1. */
+int jobq_app_store_ok(const jobq_app *a);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);
 /* Answers rq with finish(rq) once every change made so far is durable, or 503 if the store
@@ -115,6 +122,18 @@ void jobq_api_result(jobq_req *rq, const jobq_job *j);
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq);
 jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq);
 
+/* Validates a flow body (stolen reference kept by the caller) and creates the flow, answering
+ * 201 with it once durable, or the error. skipped: pipeline stages left out. (flows.c) */
+void jobq_api_flow_submit(jobq_req *rq, json_t *body, const char *const *skipped,
+                          size_t nskipped);
+/* Pipelines: the stored templates, by name (pipelines.c). */
+typedef struct jobq_pipelines jobq_pipelines;
+jobq_pipelines *jobq_pipelines_new(void);
+void jobq_pipelines_free(jobq_pipelines *p);
+/* Loading: a stored document of kind "pipeline". */
+int jobq_pipelines_load(jobq_pipelines *p, const char *name, const char *body);
+jobq_pipelines *jobq_app_pipelines(jobq_app *a);
+
 /* ---- the routes (routes.c) */
 extern const jobq_route jobq_routes[];
 extern const size_t jobq_nroutes;
@@ -126,6 +145,10 @@ void jobq_h_stats(jobq_req *rq);
 void jobq_h_workers(jobq_req *rq);
 void jobq_h_config_get(jobq_req *rq);
 void jobq_h_config_patch(jobq_req *rq);
+void jobq_h_stats_series(jobq_req *rq); /* stats.c */
+void jobq_h_stats_daily(jobq_req *rq);
+void jobq_h_health(jobq_req *rq);
+void jobq_h_metrics(jobq_req *rq); /* metrics.c */
 
 void jobq_h_queues_list(jobq_req *rq);
 void jobq_h_queue_create(jobq_req *rq);
@@ -154,6 +177,18 @@ void jobq_h_dead_list(jobq_req *rq);
 void jobq_h_dead_stats(jobq_req *rq);
 void jobq_h_dead_retry(jobq_req *rq);
 
+void jobq_h_flow_create(jobq_req *rq);
+void jobq_h_flow_get(jobq_req *rq);
+void jobq_h_flows_list(jobq_req *rq);
+void jobq_h_flow_cancel(jobq_req *rq);
+void jobq_h_job_approve(jobq_req *rq);
+void jobq_h_job_reject(jobq_req *rq);
+void jobq_h_pipelines_list(jobq_req *rq);
+void jobq_h_pipeline_put(jobq_req *rq);
+void jobq_h_pipeline_get(jobq_req *rq);
+void jobq_h_pipeline_delete(jobq_req *rq);
+void jobq_h_pipeline_run(jobq_req *rq);
+
 void jobq_h_fetch(jobq_req *rq);
 void jobq_h_heartbeat(jobq_req *rq);
 void jobq_h_progress(jobq_req *rq);
@@ -162,6 +197,11 @@ void jobq_h_fail(jobq_req *rq);
 void jobq_h_logs_post(jobq_req *rq);
 void jobq_h_ack(jobq_req *rq);
 
+void jobq_h_webhooks_list(jobq_req *rq);
+void jobq_h_webhook_create(jobq_req *rq);
+void jobq_h_webhook_get(jobq_req *rq);
+void jobq_h_webhook_delete(jobq_req *rq);
+void jobq_h_webhook_deliveries(jobq_req *rq);
 void jobq_h_schedules_list(jobq_req *rq);
 void jobq_h_schedule_create(jobq_req *rq);
 void jobq_h_schedule_get(jobq_req *rq);

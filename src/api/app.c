@@ -29,6 +29,7 @@
 
 #include "api/api.h"
 #include "api/idem.h"
+#include "api/outbox.h"
 #include "util/jsonw.h"
 
 typedef struct waiter {
@@ -88,6 +89,8 @@ struct jobq_app {
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     jobq_idem *idem;       /* Idempotency-Key records (idem.c) */
     int closed;
+    jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
+    jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
     jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
 };
@@ -113,6 +116,16 @@ jobq_store *jobq_app_store(jobq_app *a)
 jobq_idem *jobq_app_idem(jobq_app *a)
 {
     return a->idem;
+}
+
+jobq_webhooks *jobq_app_webhooks(jobq_app *a)
+{
+    return a->webhooks;
+}
+
+jobq_pipelines *jobq_app_pipelines(jobq_app *a)
+{
+    return a->pipelines;
 }
 
 jobq_settings *jobq_app_settings(jobq_app *a)
@@ -216,6 +229,11 @@ static void store_notify(void *ud)
     jobq_app *a = ud;
 
     uv_async_send(&a->async);
+}
+
+int jobq_app_store_ok(const jobq_app *a)
+{
+    return !a->store_failed;
 }
 
 int jobq_app_writable(jobq_app *a, jobq_req *rq)
@@ -478,9 +496,12 @@ static void arm_park_timer(jobq_app *a)
 static void on_engine_timer(uv_timer_t *t)
 {
     jobq_app *a = t->data;
+    int64_t now = jobq_app_now();
 
     a->engine_due = INT64_MAX;
-    jobq_engine_tick(a->e, jobq_app_now());
+    jobq_engine_tick(a->e, now);
+    if (now >= jobq_engine_stats_due(a->e))
+        jobq_engine_stats_tick(a->e, now);
 }
 
 static void close_all(jobq_app *a);
@@ -499,7 +520,8 @@ static void turn_end(jobq_app *a)
     serve_fetchers(a);
     jobq_idem_sweep(a->idem, jobq_app_now());
     flush(a);
-    due = jobq_engine_next_timer(a->e);
+    /* one timer for the jobs' times and for stats housekeeping (minutes, days, health) */
+    due = MIN(jobq_engine_next_timer(a->e), jobq_engine_stats_due(a->e));
     if (due != a->engine_due) {
         a->engine_due = due;
         if (due == INT64_MAX)
@@ -559,9 +581,11 @@ static int engine_doc(void *ud, const char *kind, const char *id, const char *bo
 
     if (strcmp(kind, "idem") == 0)
         return jobq_idem_load(a->idem, id, body);
+    if (strcmp(kind, "pipeline") == 0)
+        return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
         return jobq_settings_load_runtime(a->settings, body);
-    return 0;
+    return jobq_webhooks_load_doc(a->webhooks, kind, id, body);
 }
 
 static void load_work(uv_work_t *w)
@@ -602,6 +626,7 @@ static void load_done(uv_work_t *w, int status)
         return;
     }
     a->recovering = 0;
+    jobq_webhooks_start(a->webhooks, jobq_app_now());
     fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
             jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e),
             jobq_app_now() - a->load_started);
@@ -630,8 +655,11 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
     a->idem = jobq_idem_new(a, cfg->idempotency_ttl_ms);
+    a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
+    ecfg.stats_flush_ms = cfg->stats_flush_ms;
+    ecfg.health_interval_ms = cfg->health_interval_ms;
     {
         uint64_t seed = 0;
         FILE *f = fopen("/dev/urandom", "rb");
@@ -658,6 +686,21 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         return NULL;
     }
 
+    {
+        jobq_webhooks_config wcfg = {0};
+        wcfg.backoff_ms = cfg->webhook_backoff_ms;
+        wcfg.progress_ms = cfg->webhook_progress_ms;
+        jobq_event_sink sink;
+        a->webhooks = jobq_webhooks_new(loop, a->e, &wcfg);
+        if (!a->webhooks) {
+            fprintf(stderr, "jobqd: cannot start the webhook sender (libcurl)\n");
+            *exit_code = 2;
+            jobq_app_free(a);
+            return NULL;
+        }
+        sink = jobq_webhooks_sink(a->webhooks);
+        jobq_bus_add_sink(a->bus, &sink);
+    }
     uv_async_init(loop, &a->async, on_async);
     a->async.data = a;
     uv_check_init(loop, &a->check);
@@ -737,6 +780,9 @@ void jobq_app_stop(jobq_app *a)
     uv_timer_start(&a->stop_timer, on_stop_timer, STOP_WAIT_MS, 0);
     if (a->http)
         jobq_http_quiesce(a->http);
+    /* today's stats go out with the last batch, so a clean restart keeps all of them */
+    if (!a->recovering && !a->abandoned)
+        jobq_engine_stats_flush(a->e, jobq_app_now());
     /* parked fetches and result waits are answered now */
     on_park_timer(&a->park_timer);
     uv_async_send(&a->async); /* make sure the loop turns and on_check runs */
@@ -753,6 +799,7 @@ static void close_all(jobq_app *a)
     uv_close((uv_handle_t *)&a->park_timer, NULL);
     uv_close((uv_handle_t *)&a->retry_timer, NULL);
     uv_close((uv_handle_t *)&a->stop_timer, NULL);
+    jobq_webhooks_close(a->webhooks);
     if (a->store)
         uv_close((uv_handle_t *)&a->async, NULL);
 }
@@ -762,9 +809,11 @@ void jobq_app_free(jobq_app *a)
     if (!a)
         return;
     jobq_store_free(a->store);
+    jobq_webhooks_free(a->webhooks);
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_pipelines_free(a->pipelines);
     jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);

@@ -109,6 +109,7 @@ int jobq_cli_dead(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_stats(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_workers(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv); /* schedules.c */
+int jobq_cli_webhook(const struct jobq_cli *cli, int argc, char **argv); /* webhooks.c */
 int jobq_cli_config(const struct jobq_cli *cli, int argc, char **argv);
 
 /* `jobq worker …`: runs jobs with a shell command until SIGTERM/SIGINT (worker.c). */

@@ -297,6 +297,7 @@ static const char main_usage[] =
     "  schedule update NAME [OPTIONS]  change a schedule\n"
     "  schedule list [--queue Q]       recurring jobs, with next_run_at\n"
     "  schedule get|rm|pause|resume|trigger NAME\n"
+    "  webhook add|list|get|rm|deliveries  webhooks (see 'jobq webhook --help')\n"
     "  config get|set [OPTIONS]        server settings: max_active_jobs, tiers\n"
     "  worker --queue Q --exec CMD     run jobs with a shell command\n"
     "\n"
@@ -415,6 +416,22 @@ static const struct command commands[] = {
      "  --overlap         (update) allow overlapping runs again\n"
      "  --paused          create it paused\n"
      "  --options JSON    further fields, merged into the request body\n"},
+    {"webhook", jobq_cli_webhook,
+     "Usage: jobq webhook add URL [--event TYPE …] [--queue Q …] [--project P]\n"
+     "                            [--secret S] [--bearer TOKEN]\n"
+     "       jobq webhook list\n"
+     "       jobq webhook get|rm ID\n"
+     "       jobq webhook deliveries ID [--limit N]\n"
+     "\n"
+     "Registers, lists, shows and deletes webhooks, and shows a webhook's recent deliveries\n"
+     "(ID job:JOB_ID for the deliveries of a job's own webhook). See docs/webhooks.md.\n"
+     "\n"
+     "Options of add:\n"
+     "  --event TYPE      an event type, job.* or * (repeatable; default *)\n"
+     "  --queue Q         only events of this queue (repeatable)\n"
+     "  --project P       only events of this project\n"
+     "  --secret S        sign deliveries (X-Jobq-Signature: HMAC-SHA256)\n"
+     "  --bearer TOKEN    send Authorization: Bearer TOKEN with each delivery\n"},
     {"worker", jobq_cli_worker,
      "Usage: jobq worker --queue Q [--queue Q2 …] [--concurrency N] [--lease-ms MS]\n"
      "                   --exec CMD\n"

@@ -203,6 +203,8 @@ void jobq_job_spec_clear(jobq_job_spec *s)
     free(s->own_data);
     free(s->own_tags);
     free(s->own_requires);
+    free(s->own_webhook);
+    g_free(s->own_deps);
     jobq_backoff_unref(s->backoff);
     memset(s, 0, sizeof *s);
 }
@@ -294,6 +296,10 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
             }
             s->own_requires = json_dumps(v, JSON_COMPACT);
             s->requires = s->own_requires;
+        } else if (!strcmp(key, "webhook")) {
+            if (jobq_webhook_parse(v, 0, &s->own_webhook, field, why))
+                goto bad;
+            s->webhook = s->own_webhook;
         } else if (!strcmp(key, "priority")) {
             if (json_is_string(v)) {
                 if (jobq_priority_parse(json_string_value(v), &s->priority)) {
@@ -342,6 +348,80 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
                 *why = "must be an integer from 100 to 2147483647 (ms)";
                 goto bad;
             }
+        } else if (!strcmp(key, "depends_on")) {
+            size_t i;
+            json_t *x;
+            if (!json_is_array(v) || json_array_size(v) > JOBQ_MAX_DEPS) {
+                *why = "must be a list of at most 64 job ids";
+                goto bad;
+            }
+            s->ndeps = json_array_size(v);
+            s->own_deps = g_new0(const char *, s->ndeps + 1);
+            json_array_foreach(v, i, x)
+            {
+                if (!json_is_string(x) || !jobq_valid_job_id(json_string_value(x))) {
+                    *why = "must be a list of job ids (or refs, in a flow)";
+                    goto bad;
+                }
+                for (size_t k = 0; k < i; k++)
+                    if (!strcmp(s->own_deps[k], json_string_value(x))) {
+                        *why = "names the same job twice";
+                        goto bad;
+                    }
+                s->own_deps[i] = json_string_value(x);
+            }
+            s->depends_on = s->own_deps;
+        } else if (!strcmp(key, "review")) {
+            if (!json_is_boolean(v)) {
+                *why = "must be true or false";
+                goto bad;
+            }
+            s->review = json_is_true(v);
+        } else if (!strcmp(key, "on_parent_failure")) {
+            int p = json_is_string(v) ? jobq_opf_parse(json_string_value(v)) : -1;
+            if (p < 0) {
+                *why = "must be cancel or continue";
+                goto bad;
+            }
+            s->on_parent_failure = p;
+        } else if (!strcmp(key, "unique_key")) {
+            if (get_str(v, MAX_STR, &s->unique_key)) {
+                *why = "must be a string of 1 to 1024 bytes";
+                goto bad;
+            }
+        } else if (!strcmp(key, "cache")) {
+            const char *k2;
+            json_t *v2;
+            if (!json_is_object(v)) {
+                *why = "must be {\"key\": \"…\", \"ttl_ms\"?: MS}";
+                goto bad;
+            }
+            s->cache_ttl_ms = JOBQ_CACHE_TTL_DEFAULT;
+            json_object_foreach(v, k2, v2)
+            {
+                if (!strcmp(k2, "key")) {
+                    if (get_str(v2, MAX_STR, &s->cache_key)) {
+                        *field = "cache.key";
+                        *why = "must be a string of 1 to 1024 bytes";
+                        goto bad;
+                    }
+                } else if (!strcmp(k2, "ttl_ms")) {
+                    if (get_ms(v2, 0, &s->cache_ttl_ms)) {
+                        *field = "cache.ttl_ms";
+                        *why = "must be a non-negative integer (ms)";
+                        goto bad;
+                    }
+                } else {
+                    *field = "cache";
+                    *why = "unknown field (key and ttl_ms are accepted)";
+                    goto bad;
+                }
+            }
+            if (!s->cache_key) {
+                *field = "cache.key";
+                *why = "is required";
+                goto bad;
+            }
         } else {
             *why = "unknown field";
             goto bad;
@@ -376,6 +456,10 @@ void jobq_queue_opts_default(jobq_queue_opts *o)
     o->keep_failed.age_ms = INT64_C(7) * 24 * 3600 * 1000;
     o->alert_backlog = 100;
     o->alert_error_rate = 10;
+    o->alert_paused_ms = 3600000;
+    o->alert_idle_ms = 1800000;
+    o->alert_utilization = -1;
+    o->alert_processing_p95_ms = -1;
 }
 
 void jobq_queue_opts_clear(jobq_queue_opts *o)
@@ -428,6 +512,61 @@ static int get_count(const json_t *v, int64_t *out)
         json_integer_value(v) > INT64_C(1000000000))
         return -1;
     *out = json_integer_value(v);
+    return 0;
+}
+
+static int percent(const json_t *v, double *out)
+{
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100)
+        return -1;
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* The health thresholds (health.c): every key optional; utilization and
+ * processing_p95_ms take null (off). *field names the key at fault. */
+static int parse_alert(const json_t *v, jobq_queue_opts *o, const char **field, const char **why)
+{
+    const char *k;
+    json_t *x;
+
+    if (!json_is_object(v)) {
+        *why = "must be an object: {\"backlog\", \"error_rate\", \"paused_ms\", "
+               "\"idle_ms\", \"utilization\", \"processing_p95_ms\"}, each optional";
+        return -1;
+    }
+    json_object_foreach((json_t *)v, k, x)
+    {
+        int bad;
+        if (!strcmp(k, "backlog")) {
+            bad = get_count(x, &o->alert_backlog);
+            *why = "must be an integer >= 0";
+        } else if (!strcmp(k, "error_rate")) {
+            bad = percent(x, &o->alert_error_rate);
+            *why = "must be a percentage (0..100)";
+        } else if (!strcmp(k, "paused_ms")) {
+            bad = get_ms(x, 0, &o->alert_paused_ms);
+            *why = "must be a duration in ms";
+        } else if (!strcmp(k, "idle_ms")) {
+            bad = get_ms(x, 0, &o->alert_idle_ms);
+            *why = "must be a duration in ms";
+        } else if (!strcmp(k, "utilization")) {
+            o->alert_utilization = -1;
+            bad = !json_is_null(x) && percent(x, &o->alert_utilization);
+            *why = "must be a percentage (0..100) or null";
+        } else if (!strcmp(k, "processing_p95_ms")) {
+            o->alert_processing_p95_ms = -1;
+            bad = !json_is_null(x) && get_ms(x, 0, &o->alert_processing_p95_ms);
+            *why = "must be a duration in ms or null";
+        } else {
+            bad = 1;
+            *why = "unknown field";
+        }
+        if (bad) {
+            *field = k; /* names the key inside "alert" */
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -570,24 +709,8 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
             }
             o->set |= JOBQ_QO_CIRCUIT_BREAKER;
         } else if (!strcmp(key, "alert")) {
-            const char *k2;
-            json_t *v2;
-            if (!json_is_object(v)) {
-                *why = "must be {\"backlog\"?: N, \"error_rate\"?: PERCENT}";
+            if (parse_alert(v, o, field, why))
                 return JOBQ_EINVAL;
-            }
-            json_object_foreach(v, k2, v2)
-            {
-                if (!strcmp(k2, "backlog") && !get_count(v2, &o->alert_backlog))
-                    continue;
-                if (!strcmp(k2, "error_rate") && json_is_number(v2) && json_number_value(v2) >= 0 &&
-                    json_number_value(v2) <= 100) {
-                    o->alert_error_rate = json_number_value(v2);
-                    continue;
-                }
-                *why = "must be {\"backlog\"?: N, \"error_rate\"?: PERCENT}";
-                return JOBQ_EINVAL;
-            }
             o->set |= JOBQ_QO_ALERT;
         } else if (!strcmp(key, "defaults")) {
             if (parse_defaults(v, &o->defaults, field, why))

@@ -184,12 +184,14 @@ static void extra_free(jobq_job_extra *x)
     g_free(x->project);
     g_free(x->tags);
     g_free(x->requires);
+    g_free(x->webhook);
     g_free(x->result);
     g_free(x->error);
     g_free(x->error_type);
     g_free(x->progress);
     g_free(x->checkpoint);
     g_free(x->worker);
+    jobq_orch_free(x->orch);
     jobq_resources_free(x->req);
     g_free(x);
 }
@@ -313,6 +315,7 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     e->fresh = g_ptr_array_new();
     g_queue_init(&e->inflight);
     e->graveyard = g_ptr_array_new();
+    jobq_orch_init(e);
     jobq_limits_init(e);
     e->event_seq = 1;
     e->ev_buf = g_string_sized_new(512);
@@ -371,12 +374,14 @@ void jobq_engine_free(jobq_engine *e)
     g_hash_table_destroy(e->queue_ids);
     g_hash_table_destroy(e->workers);
     jobq_scheds_free(e->scheds);
+    jobq_estats_free(e->stats);
     g_free(e->timers);
     jobq_batch_free(e->batch);
     g_ptr_array_free(e->dirty, TRUE);
     g_ptr_array_free(e->dirty_queues, TRUE);
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
+    jobq_orch_fini(e);
     jobq_limits_fini(e);
     g_string_free(e->ev_buf, TRUE);
     g_string_free(e->ev_fields, TRUE);
@@ -613,16 +618,19 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
         jobq_entered_active(e, j);
     place(e, j);
     jobq_event_state(e, j, from, now);
+    if (j->x && j->x->orch) /* after the job's own event: a flow's end follows it */
+        jobq_orch_state(e, j, from, to, now);
 }
 
 void jobq_make_ready(jobq_engine *e, jobq_job *j, int64_t now)
 {
     jobq_timer_clear(e, j);
-    j->run_at = 0;
-    if (j->state == JOBQ_WAITING)
+    if (j->state == JOBQ_WAITING) { /* re-sorted: it has been ready since before */
         place(e, j);
-    else
-        jobq_set_state(e, j, JOBQ_WAITING, now);
+        return;
+    }
+    j->run_at = now; /* ready since now: what its wait time counts from */
+    jobq_set_state(e, j, JOBQ_WAITING, now);
 }
 
 /* Removes j for good: out of every index; freed at the next take_changes (its row delete
@@ -631,6 +639,8 @@ void jobq_job_destroy(jobq_engine *e, jobq_job *j, int64_t now)
 {
     jobq_queue *q = j->q;
 
+    if (j->x && j->x->orch)
+        jobq_orch_destroy(e, j, now);
     if (j->state == JOBQ_ACTIVE && j->x && j->x->worker)
         jobq_worker_active(e, j->x->worker, -1);
     if (j->state == JOBQ_ACTIVE)
@@ -725,13 +735,18 @@ void jobq_finalize(jobq_engine *e, jobq_job *j, int to, int64_t now)
         q->processed++;
         q->last_processed_at = now;
         rate_note(q, now);
+        /* a job approved after review ran until it asked for review: no sample for it */
+        jobq_stats_finished(e, q, 1, was_active ? now - j->x->started_at : -1, now);
     } else if (to == JOBQ_FAILED) {
         q->failed++;
+        jobq_stats_finished(e, q, 0, 0, now);
     }
     jobq_set_state(e, j, to, now);
     jobq_queue_touch(e, q, now);
     if (e->hooks.final)
         e->hooks.final(e->hooks.ud, j, 0);
+    if (j->x->orch) /* keys, cache, dependants */
+        jobq_orch_final(e, j, now);
     if (was_active && q->o.concurrency > 0 && q->ready && g_sequence_get_length(q->ready) &&
         jobq_queue_can_dispatch(q))
         jobq_notify_ready(e, q);
@@ -1041,6 +1056,7 @@ static void activate(jobq_engine *e, jobq_job *j, const char *worker, int64_t no
     if (x->log_attempt != j->attempt + 1) {
         x->log_attempt = j->attempt + 1;
     }
+    jobq_stats_started(e, j->q, now - (j->run_at ? j->run_at : j->created_at), now);
     jobq_set_state(e, j, JOBQ_ACTIVE, now);
     jobq_timer_set(
         e, j, x->deadline && x->deadline < x->lease_expires_at ? x->deadline : x->lease_expires_at);

@@ -136,8 +136,13 @@ typedef struct jobq_queue_opts {
     jobq_keep keep_completed;            /* default 1000 / none */
     jobq_keep keep_failed;               /* default none / 7 days */
     int64_t cb_failures, cb_cooldown_ms; /* 0 = no breaker */
-    int64_t alert_backlog;               /* default 100 */
-    double alert_error_rate;             /* percent, default 10 */
+    /* health rules (health.c, docs/metrics.md): a queue is degraded past any of these */
+    int64_t alert_backlog;         /* waiting jobs, default 100 */
+    double alert_error_rate;       /* percent failed over 15 min, default 10 */
+    int64_t alert_paused_ms;       /* paused longer than this, default 1 h */
+    int64_t alert_idle_ms;         /* waiting jobs and no completion for this, default 30 min */
+    double alert_utilization;      /* percent active / concurrency, -1 (default) = off */
+    int64_t alert_processing_p95_ms; /* p95 over 15 min, -1 (default) = off */
     int status;                          /* JOBQ_QSTATUS_*, with JOBQ_QO_STATUS */
     int fairness;                        /* JOBQ_FAIR_*; AUTO: round-robin when groups are
                                             limited, else fifo */
@@ -191,9 +196,26 @@ typedef struct jobq_job_spec {
     jobq_backoff *backoff; /* NULL: queue default (borrowed; the engine takes a ref) */
     int64_t timeout_ms;    /* -1: queue default; 0 = none */
     int64_t lease_ms;      /* 0: queue default */
+    /* orchestration (docs/orchestration.md) */
+    const char *const *depends_on; /* ids of existing jobs (flows: refs), ndeps of them */
+    size_t ndeps;
+    int review;                /* 1: a completion waits in state review for approval */
+    int on_parent_failure;     /* JOBQ_OPF_CANCEL (default) or JOBQ_OPF_CONTINUE */
+    const char *unique_key;    /* a live job with this key in the queue is returned instead */
+    const char *cache_key;     /* a job completed with this key within cache_ttl_ms is reused */
+    int64_t cache_ttl_ms;
+    const char *ref;           /* flows: the job's name within its flow */
+    const char *webhook;       /* normalised JSON text (jobq_webhook_parse) or NULL */
     /* storage owned by the spec when filled by jobq_job_spec_parse */
-    char *own_data, *own_tags, *own_requires;
+    char *own_data, *own_tags, *own_requires, *own_webhook;
+    const char **own_deps;
 } jobq_job_spec;
+
+enum { JOBQ_OPF_CANCEL = 0, JOBQ_OPF_CONTINUE = 1 };
+#define JOBQ_MAX_DEPS 64                               /* parents per job */
+#define JOBQ_CACHE_TTL_DEFAULT (INT64_C(24) * 3600000) /* cache.ttl_ms when not given */
+/* "cancel" / "continue" → JOBQ_OPF_*, or -1. */
+int jobq_opf_parse(const char *s);
 
 /* Parses one enqueue item (a JSON object) into spec. Pointers in spec borrow from obj, which
  * must outlive the spec; jobq_job_spec_clear frees what the spec owns. On error returns
@@ -205,6 +227,19 @@ int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *spec, con
 int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_len, int64_t now,
                             jobq_job_spec *spec, const char **field, const char **why);
 void jobq_job_spec_clear(jobq_job_spec *spec);
+
+/* Webhooks (webhook.c). Checks a webhook description: a registered hook's body
+ * (registered = 1: url, events required; queues, project, secret, token) or a job's
+ * `webhook` option (url required; events, secret, token). On success *out is the normalised
+ * JSON text (new, free()); on error JOBQ_EINVAL with *field (static or pointing into obj)
+ * and *why. */
+int jobq_webhook_parse(const json_t *obj, int registered, char **out, const char **field,
+                       const char **why);
+/* 1 when t is an event type a webhook may name: a type of docs/api.md, "*", or a family
+ * ("job.*", "flow.*", "queue.*", "health.*"). */
+int jobq_webhook_type_known(const char *t);
+/* 1 when event type `type` matches `pattern` (a type, "*", or "family.*"). */
+int jobq_webhook_type_match(const char *pattern, const char *type);
 
 /* Priority names: low=-10 normal=0 high=10 urgent=20. 0 and *out set, or -1. */
 int jobq_priority_parse(const char *s, int *out);
@@ -219,6 +254,8 @@ int jobq_job_cancel_requested(const jobq_job *j);
 /* Stored JSON texts of the job's result and error, or NULL. Borrowed. */
 const char *jobq_job_result_text(const jobq_job *j);
 const char *jobq_job_error_text(const jobq_job *j);
+/* The job's own webhook (normalised JSON text of its `webhook` option) or NULL. Borrowed. */
+const char *jobq_job_webhook_text(const jobq_job *j);
 /* The job's current lease token (16 hex digits) into buf[17]; "" when it has none. */
 void jobq_job_lease(const jobq_job *j, char buf[17]);
 
@@ -250,6 +287,8 @@ typedef struct jobq_engine_config {
     int strict_queues;    /* enqueue to an unknown queue: 404 instead of creating it */
     uint64_t seed;        /* randomness for ids, leases and jitter */
     size_t max_log_lines; /* per job, default 1000 */
+    int64_t stats_flush_ms;     /* today's daily aggregates are written this often (5 min) */
+    int64_t health_interval_ms; /* health rules are re-evaluated this often (5 s) */
 } jobq_engine_config;
 
 /* New empty engine (NULL on OOM). jobq_engine_free takes NULL. */
@@ -344,6 +383,63 @@ jobq_job *jobq_engine_job(const jobq_engine *e, const char *id);
  * JOBQ_EEXIST (id taken), JOBQ_EDRAINING, JOBQ_EFULL, JOBQ_EINVAL (bad id or queue name). */
 int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *specs, size_t n,
                         int64_t now, jobq_job **out, long *bad);
+
+/* The same, saying per job what happened: flags[i] (n slots, may be NULL) gets
+ * JOBQ_ENQ_DEDUP when out[i] is the live job already holding the item's unique_key (nothing
+ * new was made), JOBQ_ENQ_CACHED when out[i] was made completed from the result cache. A
+ * depends_on naming no job answers JOBQ_EINVAL with *bad set and *why_id the id (borrowed
+ * from the spec). */
+enum { JOBQ_ENQ_DEDUP = 1, JOBQ_ENQ_CACHED = 2 };
+int jobq_engine_enqueue_ex(jobq_engine *e, const char *queue, const jobq_job_spec *specs,
+                           size_t n, int64_t now, jobq_job **out, unsigned char *flags, long *bad,
+                           const char **why_id);
+
+/* Orchestration read-outs. */
+int jobq_job_in_review(const jobq_job *j); /* has review: true */
+const char *jobq_job_flow_id(const jobq_job *j); /* NULL outside flows */
+
+/* Review gates: a job in state review is approved (result: JSON text replacing its result,
+ * NULL keeps it) → completed, dependants unblock; or rejected with a reason (notes: JSON
+ * text or NULL): rerun → back to waiting with the reason in its review_feedback, else failed
+ * (error type "rejected"). JOBQ_ESTATE unless the job is in review. */
+int jobq_engine_job_approve(jobq_engine *e, jobq_job *j, const char *result, int64_t now);
+int jobq_engine_job_reject(jobq_engine *e, jobq_job *j, const char *reason, const char *notes,
+                           int rerun, int64_t now);
+
+/* ---- flows: a DAG of jobs by ref, created atomically (orch.c) */
+typedef struct jobq_flow jobq_flow;
+
+typedef struct jobq_flow_item {
+    const char *queue; /* borrowed */
+    jobq_job_spec spec; /* spec.ref names it; spec.depends_on holds refs */
+} jobq_flow_item;
+
+typedef struct jobq_flow_spec {
+    const char *name, *project; /* may be NULL */
+    int on_parent_failure;      /* JOBQ_OPF_* for every job */
+    jobq_flow_item *items;
+    size_t n;
+    const char *const *skipped; /* refs of pipeline stages left out (shown, not run) */
+    size_t nskipped;
+} jobq_flow_spec;
+
+/* Validates and creates the flow and all its jobs, or nothing. Errors: JOBQ_EINVAL with
+ * *bad_ref (the offending ref, borrowed) and *why (duplicate ref, unknown ref, cycle, bad
+ * queue name); JOBQ_ENOTFOUND (strict, unknown queue; *bad_ref the item's ref),
+ * JOBQ_EDRAINING, JOBQ_EFULL, JOBQ_EEXIST (a given job id is taken). */
+int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t now,
+                            jobq_flow **out, const char **bad_ref, const char **why);
+jobq_flow *jobq_engine_flow(const jobq_engine *e, const char *id);
+const char *jobq_flow_id(const jobq_flow *f);
+int jobq_flow_final(const jobq_flow *f);
+/* Cancels every live job of the flow (active ones through cancel_requested). JOBQ_ESTATE
+ * when the flow has already ended. */
+int jobq_engine_flow_cancel(jobq_engine *e, jobq_flow *f, int64_t now);
+/* Appends the flow as docs/api.md shows it. */
+void jobq_flow_render(const jobq_engine *e, const jobq_flow *f, GString *out);
+/* Flows newest first, of `project` (NULL: any); up to limit into out, returns how many. */
+size_t jobq_engine_flow_list(const jobq_engine *e, const char *project, size_t limit,
+                             jobq_flow **out);
 
 /* Admin verbs. JOBQ_ESTATE when the state does not allow it. */
 int jobq_engine_job_delete(jobq_engine *e, jobq_job *j, int64_t now);
@@ -460,11 +556,62 @@ json_t *jobq_engine_dead_stats(const jobq_engine *e);
 int64_t jobq_engine_dead_retry(jobq_engine *e, jobq_queue *q, const char *const *ids, size_t n,
                                int64_t now);
 
-/* ---- stats */
+/* ---- stats (stats.c; docs/metrics.md)
+ * Every queue keeps, in memory, a histogram of processing times (start → completion) and
+ * of wait times (ready → start) per minute for the last 15 minutes, a per-minute series of
+ * the last 24 hours, and today's sums; finished days are documents (kind "daily") kept 90
+ * days. Histograms are log-linear: a reported percentile is within 1/32 of the true one. */
+
 /* Per-queue object for /v1/stats (new reference). */
 json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64_t now);
 /* {"queues": {...}, "total": {...}, "uptime_ms"} (new reference). */
 json_t *jobq_engine_stats(const jobq_engine *e, int64_t now);
+
+/* /v1/stats/series: one point per minute for the last `minutes` (1..1440), oldest first:
+ * {"queue","metric","minutes","points":[{"at","value"}]}. metric: completed, failed,
+ * enqueued, processing_p95, waiting. q NULL = every queue summed (not for processing_p95).
+ * *out is new; JOBQ_EINVAL for an unknown metric or processing_p95 without a queue. */
+int jobq_engine_stats_series(const jobq_engine *e, const jobq_queue *q, const char *metric,
+                             int minutes, int64_t now, json_t **out);
+/* /v1/stats/daily: {"days":[{"day","queue","enqueued","completed","failed",
+ * "processing_ms":{"count","avg","p95"}}]} for the last `days` UTC days (today included),
+ * oldest first; q NULL = every queue (new reference). */
+json_t *jobq_engine_stats_daily(const jobq_engine *e, const jobq_queue *q, int days,
+                                int64_t now);
+
+/* Housekeeping: closes finished minutes, finishes a day's aggregates when the UTC day
+ * changes, writes today's aggregates every stats_flush_ms, prunes days older than 90, and
+ * re-evaluates health every health_interval_ms (announcing changes). Run it when
+ * jobq_engine_stats_due() says; it is apart from tick/next_timer, which serve jobs only. */
+void jobq_engine_stats_tick(jobq_engine *e, int64_t now);
+int64_t jobq_engine_stats_due(const jobq_engine *e);
+/* Writes today's aggregates of every queue now (into the next batch), e.g. before a stop. */
+void jobq_engine_stats_flush(jobq_engine *e, int64_t now);
+
+/* Prometheus histograms (/metrics): cumulative counts since the engine started. */
+#define JOBQ_HIST_NLE 17
+extern const int64_t jobq_hist_le_ms[JOBQ_HIST_NLE]; /* 100 ms … 4 h, the `le` bounds */
+typedef struct jobq_hist_totals {
+    uint64_t le[JOBQ_HIST_NLE]; /* observations <= jobq_hist_le_ms[i] */
+    uint64_t count;             /* all observations (the +Inf bucket) */
+    uint64_t sum_ms;
+} jobq_hist_totals;
+/* wait = 0: processing times; 1: wait times. */
+void jobq_queue_hist_totals(const jobq_queue *q, int wait, jobq_hist_totals *out);
+/* Workers seen in the last minute or holding jobs. */
+int64_t jobq_engine_active_workers(const jobq_engine *e, int64_t now);
+int64_t jobq_engine_uptime_ms(const jobq_engine *e, int64_t now);
+
+/* ---- health (health.c; docs/metrics.md) */
+enum { JOBQ_HEALTHY = 0, JOBQ_DEGRADED, JOBQ_UNHEALTHY };
+const char *jobq_health_name(int level);
+/* q's level now; reasons (may be NULL) gets one string per rule it breaks. */
+int jobq_engine_queue_health(const jobq_engine *e, const jobq_queue *q, int64_t now,
+                             json_t *reasons);
+/* /v1/health: {"status","healthy","total","overloaded","errors","store","queues":{name:
+ * {"status","reasons"}}}. store_ok = 0: the store fails, which makes every queue unhealthy
+ * (new reference). */
+json_t *jobq_engine_health(const jobq_engine *e, int64_t now, int store_ok);
 
 /* Totals over the whole engine. */
 size_t jobq_engine_job_total(const jobq_engine *e);

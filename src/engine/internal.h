@@ -50,11 +50,52 @@ enum {
 /* Which list of its queue a job is in. */
 enum { JL_NONE, JL_PENDING, JL_DELAYED, JL_ACTIVE, JL_COMPLETED, JL_FAILED, JL_CANCELLED };
 
+/* Orchestration parts of a job (dependencies, flow, review, dedup, cache), allocated only
+ * for jobs that use any of them (orch.c). Parents are kept by id: a parent may be removed
+ * (retention, DELETE) while its id stays part of the child's record. */
+typedef struct jobq_orch {
+    char **parents;        /* ids, nparents of them */
+    uint16_t nparents;
+    uint16_t unmet;        /* parents not completed yet (the job is blocked while > 0) */
+    uint8_t review;        /* completion waits in state review */
+    uint8_t opf;           /* JOBQ_OPF_*: what a failed or cancelled parent does to it */
+    uint8_t cached;        /* made completed from the result cache */
+    uint32_t flow_idx;     /* its slot in flow->jobs */
+    GPtrArray *children;   /* live jobs that depend on it (jobq_job*), or NULL */
+    jobq_flow *flow;       /* NULL outside flows (borrowed: flows live as long as the engine) */
+    char *ref;             /* its name within the flow */
+    char *unique_key;      /* "queue\nkey" index key, NULL = none */
+    char *cache_key;       /* "queue\nkey" index key, NULL = none */
+    int64_t cache_ttl_ms;
+    char *feedback;        /* JSON {"reason","notes","result","at"} after a reject with rerun */
+} jobq_orch;
+
+/* A flow: jobs by ref, their states counted as they change (no scans), stored as a
+ * document of kind "flow" when made, cancelled, and when it ends. */
+struct jobq_flow {
+    char id[37];
+    char *name, *project;
+    int opf;       /* JOBQ_OPF_* */
+    int cancelled; /* a flow cancel was asked */
+    int state;     /* JOBQ_FLOW_* */
+    int64_t created_at, finished_at;
+    size_t n;
+    char **refs, **ids;
+    jobq_job **jobs;   /* NULL once a job is removed */
+    char **skipped;    /* pipeline stages left out */
+    size_t nskipped;
+    int64_t counts[JOBQ_NSTATES]; /* member jobs per state; a removed live job counts cancelled */
+};
+
+enum { JOBQ_FLOW_RUNNING, JOBQ_FLOW_REVIEW, JOBQ_FLOW_COMPLETED, JOBQ_FLOW_FAILED,
+       JOBQ_FLOW_CANCELLED };
+
 /* Rarely-needed parts of a job, allocated on first need. */
 typedef struct jobq_job_extra {
     char *name, *group, *tier, *project;
     char *tags;       /* JSON object text */
     char *requires;   /* JSON object text */
+    char *webhook;    /* JSON object text (jobq_webhook_parse), NULL = none */
     char *result;     /* JSON text */
     char *error;      /* JSON text of the error object */
     char *error_type; /* borrowed view into nothing: owned copy of error.type, may be NULL */
@@ -68,6 +109,7 @@ typedef struct jobq_job_extra {
     int log_n;       /* log lines written (next n) */
     int log_first;   /* n of the oldest kept line */
     int log_attempt; /* attempt the last lines belong to */
+    jobq_orch *orch; /* NULL unless the job uses orchestration */
     /* limits (limits.c) */
     jobq_resources *req;        /* parsed `requires`, or NULL */
     struct jobq_group *grp;     /* its group while ready or active in a grouped queue */
@@ -91,7 +133,8 @@ struct jobq_job {
     uint32_t heap_idx; /* index in e->timers + 1, 0 = not there */
     int64_t seq;
     int64_t created_at, updated_at;
-    int64_t run_at; /* scheduled / retrying: when it becomes ready */
+    int64_t run_at; /* scheduled / retrying: when it becomes ready; waiting: when it became
+                     * ready (0: at created_at), which stats.c's wait time counts from */
     int16_t priority;
     uint8_t state;
     uint8_t list; /* JL_* */
@@ -182,6 +225,7 @@ struct jobq_queue {
     int64_t cb_until;       /* open: no trial before this */
     jobq_job *cb_trial;     /* half-open: the one trial job */
     int64_t wake_at;        /* a gate opens then: tell parked fetches (0 = none) */
+    struct jobq_qstats *st; /* stats.c: timing histograms, series, health; made on first use */
 };
 
 typedef struct jobq_worker {
@@ -221,6 +265,13 @@ struct jobq_engine {
     int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
+    /* orchestration (orch.c) */
+    GHashTable *uniq;   /* "queue\nunique_key" → live job holding it */
+    GHashTable *cache;  /* "queue\ncache key" → latest job that ran and completed with it */
+    GHashTable *flows;  /* id → jobq_flow* */
+    GQueue flow_order;  /* flows in creation order */
+    GPtrArray *settle;  /* jobs that became final whose dependants are still to be told */
+    int settling;
     /* limits (limits.c) */
     int64_t nactive;    /* active jobs across all queues */
     int64_t max_active; /* 0 = no cap */
@@ -234,6 +285,7 @@ struct jobq_engine {
     int ev_retry;                /* the attempt being re-queued failed: job.retrying */
     size_t events_untaken;       /* events emitted since the last take_changes */
     GString *ev_buf, *ev_fields; /* scratch: the event being rendered, its extra fields */
+    struct jobq_estats *stats; /* stats.c: daily aggregates and housekeeping times */
 };
 
 /* engine.c */
@@ -309,10 +361,86 @@ void jobq_wake_fire(jobq_engine *e, int64_t now);
 int jobq_tier_priority(const jobq_engine *e, const char *tier, int *out);
 jobq_resources *jobq_resources_from_text(const char *json);
 jobq_worker *jobq_worker_get(jobq_engine *e, const char *id);
+/* stats.c — recording (the hot path: a few counters in the queue's open minute) */
+typedef struct jobq_slot jobq_slot;     /* one minute of one queue */
+typedef struct jobq_window jobq_window; /* 15 slots, the 24 h series, today's sums */
+typedef struct jobq_qstats {
+    jobq_slot *open;  /* the minute samples go to, or NULL */
+    int64_t slot_end; /* ms since epoch: end of the open minute, 0 when none is open */
+    jobq_window *w;   /* allocated with the queue's first sample (about 94 KiB) */
+    /* since start, for Prometheus: per jobq_hist_le_ms bucket (not cumulative) + overflow */
+    uint64_t life_proc[JOBQ_HIST_NLE + 1], life_wait[JOBQ_HIST_NLE + 1];
+    uint64_t life_proc_sum, life_wait_sum; /* ms */
+    /* health.c */
+    int level;             /* JOBQ_HEALTHY…, as last announced */
+    int64_t waiting_since; /* ms since epoch: waiting jobs seen since then; 0 = none */
+} jobq_qstats;
+
+jobq_qstats *jobq_qstats_of(jobq_queue *q); /* allocates on first use */
+void jobq_stats_enqueued(jobq_engine *e, jobq_queue *q, int64_t n, int64_t now);
+void jobq_stats_started(jobq_engine *e, jobq_queue *q, int64_t wait_ms, int64_t now);
+/* A job of q reached completed (processing time proc_ms; -1: none to note) or failed
+ * (proc_ms unused). */
+void jobq_stats_finished(jobq_engine *e, jobq_queue *q, int completed, int64_t proc_ms,
+                         int64_t now);
+void jobq_stats_queue_deleted(jobq_engine *e, jobq_queue *q, int64_t now);
+void jobq_qstats_free(jobq_qstats *st); /* takes NULL */
+void jobq_estats_free(struct jobq_estats *s);
+/* Loading: 1 when kind is not the engine's stats kind ("daily"), else 0 or an error. */
+int jobq_stats_load_doc(jobq_engine *e, const char *kind, const char *id, const char *body);
+void jobq_stats_load_done(jobq_engine *e, int64_t now);
+
+/* The last 15 minutes of a queue (the open minute included). Percentiles are -1 without
+ * samples, and only computed when asked for. */
+typedef struct jobq_recent {
+    int64_t enqueued, completed, failed;
+    int64_t proc_n, wait_n;
+    double proc_avg, wait_avg;
+    int64_t proc_p[3], wait_p[3]; /* p50, p95, p99 in ms */
+} jobq_recent;
+void jobq_stats_recent(const jobq_queue *q, int64_t now, int percentiles, jobq_recent *r);
+
+/* health.c */
+/* Evaluates q's rules at now; appends a reason string per broken rule to `reasons` (may be
+ * NULL). Returns JOBQ_HEALTHY, JOBQ_DEGRADED or JOBQ_UNHEALTHY. */
+int jobq_health_eval(const jobq_engine *e, const jobq_queue *q, int64_t now, json_t *reasons);
+/* Re-evaluates every queue; a queue whose level changed is announced (health.changed)
+ * unless `quiet` (used at load, where levels are only remembered). */
+void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet);
+
+/* orch.c */
+void jobq_orch_init(jobq_engine *e);
+void jobq_orch_fini(jobq_engine *e);
+void jobq_orch_free(jobq_orch *o);
+jobq_orch *jobq_orch_of(jobq_job *j); /* allocates */
+/* j's state changed from → to (flow counters) */
+void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now);
+/* j became final: keys, cache, dependants */
+void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now);
+/* j is being removed */
+void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now);
+/* a completion of a job with review: true; returns 1 when it went to review */
+int jobq_orch_review_enter(jobq_engine *e, jobq_job *j, int64_t now);
+/* retry of a failed/cancelled job: 1 when it is blocked again on its parents */
+int jobq_orch_retry(jobq_engine *e, jobq_job *j, int64_t now);
+void jobq_orch_opts(const jobq_job *j, GString *o, int *first);      /* stored options */
+int jobq_orch_apply_opt(jobq_engine *e, jobq_job *j, const char *key, json_t *v);
+void jobq_orch_loaded(jobq_engine *e, jobq_job *j); /* links a loaded job (load_job) */
+void jobq_orch_load_done(jobq_engine *e, int64_t now);
+int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body);
+/* The initial state of a new job using orchestration; links it (parents, flow, keys). */
+int jobq_orch_setup(jobq_engine *e, jobq_job *j, const jobq_job_spec *s, jobq_job **parents,
+                    jobq_flow *f, int64_t now, int initial, unsigned *flags);
+/* The live job of q holding unique_key `key`, or NULL. */
+jobq_job *jobq_orch_unique(jobq_engine *e, const jobq_queue *q, const char *key);
+/* Makes one job from s in q (checked by the caller); parents resolved. */
+jobq_job *jobq_job_create(jobq_engine *e, jobq_queue *q, const jobq_job_spec *s,
+                          jobq_job **parents, jobq_flow *f, int64_t now, unsigned *flags);
 
 /* job.c */
 void jobq_worker_active(jobq_engine *e, const char *worker, int delta);
 char *jobq_job_opts_text(const jobq_job *j); /* JSON for the store (new, g_free) */
-int jobq_job_apply_opts(jobq_job *j, const char *opts_json);
+int jobq_job_apply_opts(jobq_engine *e, jobq_job *j, const char *opts_json);
+int64_t jobq_waiting_size(const jobq_queue *q);
 
 #endif
