@@ -36,9 +36,9 @@ typedef struct entry {
     unsigned status; /* the kept answer */
     char *body;      /* NULL: no body */
     size_t len;
-    int64_t at;   /* ms since epoch the answer was kept */
+    int64_t at; /* ms since epoch the answer was kept */
     char *method, *path, *key;
-    GList link;   /* in x->order once DONE; data = this */
+    GList link; /* in x->order once DONE; data = this */
 } entry;
 
 struct jobq_idem {
@@ -158,9 +158,9 @@ static void on_held_answer(jobq_req *rq, unsigned status, const char *body, size
 
 static char *record_text(const entry *en)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "method", en->method, "path",
-                          en->path, "key", en->key, "hash", en->hash, "status", (int)en->status,
-                          "at", (json_int_t)en->at);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "method", en->method, "path", en->path, "key",
+                  en->key, "hash", en->hash, "status", (int)en->status, "at", (json_int_t)en->at);
     char *t;
 
     json_object_set_new(o, "body", en->body ? json_stringn(en->body, en->len) : json_null());
