@@ -77,6 +77,8 @@ void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, s
                          int64_t deadline);
 /* Parks a result wait on job id until it is final or at deadline. */
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline);
+/* The same for a flow (flow = 1: id is a flow's; answered with the flow when it ends). */
+void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline);
 
 /* ---- server settings (config.c): tiers, max_active_jobs, queues from the config file;
  * layers: shipped defaults < file < flags < runtime (PATCH /v1/config, persisted) */

@@ -52,6 +52,7 @@ typedef struct result_wait {
     jobq_req *rq;
     char *id;
     int64_t deadline;
+    int flow; /* id is a flow's: answered when the flow ends */
     GList link; /* in a->results; data = this */
 } result_wait;
 
@@ -377,9 +378,23 @@ static void engine_ready(void *ud, jobq_queue *q)
     a->any_ready = 1;
 }
 
-static void result_reply(jobq_app *a, jobq_req *rq, const char *id)
+static void result_reply(jobq_app *a, jobq_req *rq, const char *id, int flow)
 {
-    jobq_job *j = jobq_engine_job(a->e, id);
+    jobq_job *j;
+
+    if (flow) {
+        jobq_flow *f = jobq_engine_flow(a->e, id);
+        GString *o;
+        if (!f) {
+            jobq_req_error(rq, 404, "not_found", "flow not found", NULL);
+            return;
+        }
+        o = g_string_sized_new(512);
+        jobq_flow_render(a->e, f, o);
+        jobq_api_gstring(rq, 200, o);
+        return;
+    }
+    j = jobq_engine_job(a->e, id);
 
     if (!j) {
         jobq_req_error(rq, 404, "not_found", "job not found (deleted)", NULL);
@@ -404,8 +419,14 @@ static void on_result_gone(jobq_req *rq, void *ud)
 
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline)
 {
+    jobq_app_park_wait(a, rq, id, 0, deadline);
+}
+
+void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline)
+{
     result_wait *w = g_new0(result_wait, 1);
 
+    w->flow = flow;
     w->rq = rq;
     w->id = g_strdup(id);
     w->deadline = deadline;
@@ -418,7 +439,12 @@ void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t dea
 
 static void finish_result(jobq_app *a, jobq_req *rq)
 {
-    result_reply(a, rq, jobq_req_data(rq));
+    result_reply(a, rq, jobq_req_data(rq), 0);
+}
+
+static void finish_flow_result(jobq_app *a, jobq_req *rq)
+{
+    result_reply(a, rq, jobq_req_data(rq), 1);
 }
 
 /* A job became final: its result waiters are answered once that change is durable. */
@@ -433,6 +459,19 @@ static void engine_final(void *ud, jobq_job *j, int deleted)
         result_wait *w = l->data;
         jobq_req *rq = w->rq;
         next = l->next;
+        if (w->flow) { /* the job's end may have ended its flow */
+            const char *fid = jobq_job_flow_id(j);
+            jobq_flow *f = fid && strcmp(fid, w->id) == 0 ? jobq_engine_flow(a->e, fid) : NULL;
+            if (f && jobq_flow_final(f)) {
+                waiter wt = {rq, finish_flow_result};
+                jobq_req_set_data(rq, g_strdup(w->id), g_free);
+                g_queue_unlink(&a->results, &w->link);
+                g_free(w->id);
+                g_free(w);
+                g_array_append_val(a->wait_next, wt); /* already parked */
+            }
+            continue;
+        }
         if (strcmp(w->id, jobq_job_id(j)) != 0)
             continue;
         jobq_req_set_data(rq, g_strdup(w->id), g_free);
@@ -465,12 +504,14 @@ static void on_park_timer(uv_timer_t *t)
         result_wait *w = l->data;
         jobq_req *rq = w->rq;
         char *id;
+        int flow;
         next = l->next;
         if (w->deadline > now && !a->stopping)
             continue;
         id = g_strdup(w->id);
+        flow = w->flow;
         result_wait_free(a, w);
-        result_reply(a, rq, id);
+        result_reply(a, rq, id, flow);
         g_free(id);
     }
     arm_park_timer(a);
