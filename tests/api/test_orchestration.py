@@ -447,3 +447,39 @@ def test_cli_pipeline_review_and_flows(srv, tmp_path):
         expect=1)
     cli(s, "pipeline", "rm", name, expect=0)
     cli(s, "pipeline", "get", name, expect=1)
+
+
+def test_flow_wait_until_it_ends(srv):
+    s = srv
+    q = s.qname()
+    f = s.call("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q, "review": True},
+                                              {"ref": "b", "queue": q, "depends_on": ["a"]}]},
+               201)
+    # a wait that runs out answers the flow as it is
+    assert s.call("GET", f"/v1/flows/{f['id']}?wait_ms=50")["state"] == "running"
+    got = {}
+
+    def waiter():
+        got["f"] = s.call("GET", f"/v1/flows/{f['id']}?wait_ms=8000", timeout=15)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    a = s.fetch_until(q)
+    s.complete(a, {"v": 1})
+    s.call("POST", f"/v1/jobs/{a['id']}/approve", {})
+    b = s.fetch_until(q)
+    assert "f" not in got  # b still runs
+    s.complete(b, {"v": 2})
+    t.join(15)
+    assert got["f"]["state"] == "completed"
+    assert got["f"]["stages"]["b"]["result"] == {"v": 2}
+    # an ended flow answers at once; a cancel ends a waited-on flow too
+    assert s.call("GET", f"/v1/flows/{f['id']}?wait_ms=8000")["state"] == "completed"
+    g = s.call("POST", "/v1/flows", {"jobs": [{"ref": "x", "queue": s.qname()}]}, 201)
+    t = threading.Thread(target=lambda: got.update(
+        g=s.call("GET", f"/v1/flows/{g['id']}?wait_ms=8000", timeout=15)))
+    t.start()
+    time.sleep(0.1)
+    s.call("POST", f"/v1/flows/{g['id']}/cancel", {})
+    t.join(15)
+    assert got["g"]["state"] == "cancelled"
