@@ -375,7 +375,17 @@ static const struct command commands[] = {
     {"dead", jobq_cli_dead,
      "Usage: jobq dead [--queue Q] [--limit N] [--cursor C]\n\nLists failed jobs.\n"},
     {"stats", jobq_cli_stats,
-     "Usage: jobq stats [--queue Q]\n\nShows counts, totals and rates, overall or of one queue.\n"},
+     "Usage: jobq stats [--queue Q]\n"
+     "       jobq stats --series METRIC [--queue Q] [--minutes N]\n"
+     "       jobq stats --daily [--queue Q] [--days N]\n"
+     "\n"
+     "Shows counts, totals, rates and 15-minute timings, overall or of one queue; or one\n"
+     "point per minute of METRIC (completed, failed, enqueued, processing_p95, waiting) for\n"
+     "the last N minutes (default 60, at most 1440); or one line per day and queue for the\n"
+     "last N days (default 30). See docs/metrics.md.\n"},
+    {"health", jobq_cli_health,
+     "Usage: jobq health\n\nShows the health of every queue and the reasons of those not "
+     "healthy.\n"},
     {"config", jobq_cli_config,
      "Usage: jobq config get\n"
      "       jobq config set [--max-active-jobs N|none] [--tier NAME=LIMIT[/PRIORITY]]...\n"
