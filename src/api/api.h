@@ -33,6 +33,8 @@ typedef struct jobq_app_config {
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
+    int64_t stats_flush_ms;     /* 0: the engine's default */
+    int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -58,6 +60,8 @@ struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
 int64_t jobq_app_now(void);
+/* 0 while the store fails to save batches (they are being retried), else 1. */
+int jobq_app_store_ok(const jobq_app *a);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);
 /* Answers rq with finish(rq) once every change made so far is durable, or 503 if the store
@@ -139,6 +143,10 @@ void jobq_h_stats(jobq_req *rq);
 void jobq_h_workers(jobq_req *rq);
 void jobq_h_config_get(jobq_req *rq);
 void jobq_h_config_patch(jobq_req *rq);
+void jobq_h_stats_series(jobq_req *rq); /* stats.c */
+void jobq_h_stats_daily(jobq_req *rq);
+void jobq_h_health(jobq_req *rq);
+void jobq_h_metrics(jobq_req *rq); /* metrics.c */
 
 void jobq_h_queues_list(jobq_req *rq);
 void jobq_h_queue_create(jobq_req *rq);

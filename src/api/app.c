@@ -224,6 +224,11 @@ static void store_notify(void *ud)
     uv_async_send(&a->async);
 }
 
+int jobq_app_store_ok(const jobq_app *a)
+{
+    return !a->store_failed;
+}
+
 int jobq_app_writable(jobq_app *a, jobq_req *rq)
 {
     if (a->stopping) {
@@ -483,9 +488,12 @@ static void arm_park_timer(jobq_app *a)
 static void on_engine_timer(uv_timer_t *t)
 {
     jobq_app *a = t->data;
+    int64_t now = jobq_app_now();
 
     a->engine_due = INT64_MAX;
-    jobq_engine_tick(a->e, jobq_app_now());
+    jobq_engine_tick(a->e, now);
+    if (now >= jobq_engine_stats_due(a->e))
+        jobq_engine_stats_tick(a->e, now);
 }
 
 static void close_all(jobq_app *a);
@@ -503,7 +511,8 @@ static void turn_end(jobq_app *a)
         return;
     serve_fetchers(a);
     flush(a);
-    due = jobq_engine_next_timer(a->e);
+    /* one timer for the jobs' times and for stats housekeeping (minutes, days, health) */
+    due = MIN(jobq_engine_next_timer(a->e), jobq_engine_stats_due(a->e));
     if (due != a->engine_due) {
         a->engine_due = due;
         if (due == INT64_MAX)
@@ -627,6 +636,8 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
+    ecfg.stats_flush_ms = cfg->stats_flush_ms;
+    ecfg.health_interval_ms = cfg->health_interval_ms;
     {
         uint64_t seed = 0;
         FILE *f = fopen("/dev/urandom", "rb");
@@ -748,6 +759,9 @@ void jobq_app_stop(jobq_app *a)
     uv_timer_start(&a->stop_timer, on_stop_timer, STOP_WAIT_MS, 0);
     if (a->http)
         jobq_http_quiesce(a->http);
+    /* today's stats go out with the last batch, so a clean restart keeps all of them */
+    if (!a->recovering && !a->abandoned)
+        jobq_engine_stats_flush(a->e, jobq_app_now());
     /* parked fetches and result waits are answered now */
     on_park_timer(&a->park_timer);
     uv_async_send(&a->async); /* make sure the loop turns and on_check runs */

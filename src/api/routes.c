@@ -57,6 +57,10 @@ const jobq_route jobq_routes[] = {
     {"POST", "/v1/dead-letter/retry", jobq_h_dead_retry},
 
     {"GET", "/v1/stats", jobq_h_stats},
+    {"GET", "/v1/stats/series", jobq_h_stats_series},
+    {"GET", "/v1/stats/daily", jobq_h_stats_daily},
+    {"GET", "/v1/health", jobq_h_health},
+    {"GET", "/metrics", jobq_h_metrics},
 
     {"GET", "/v1/webhooks", jobq_h_webhooks_list},
     {"POST", "/v1/webhooks", jobq_h_webhook_create},
