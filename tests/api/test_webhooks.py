@@ -366,6 +366,19 @@ def test_job_webhook(srv, receiver):
     assert "webhook" not in srv.job(j["id"])  # may carry a secret: never shown
 
 
+def test_job_webhook_survives_restart(server_factory, receiver):
+    s = server_factory(FAST)
+    rec = receiver()
+    q = s.qname()
+    j = s.enqueue(q, 1, webhook={"url": rec.url + "/r", "events": ["job.completed"],
+                                 "secret": "after"})
+    s.kill9()  # the webhook is kept with the job's options
+    s.start()
+    s.complete(s.fetch_until(q))
+    [call] = rec.wait(1, "/r")
+    assert call["json"]["job"] == j["id"] and verify(b"after", call["headers"], call["body"])
+
+
 def test_job_webhook_defaults_to_every_job_event(srv, receiver):
     rec = receiver()
     q = srv.qname()
