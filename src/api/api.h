@@ -33,6 +33,7 @@ typedef struct jobq_app_config {
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
+    int64_t idempotency_ttl_ms; /* how long Idempotency-Key answers are kept (0: 24 h) */
     int64_t stats_flush_ms;     /* 0: the engine's default */
     int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;
@@ -56,6 +57,8 @@ void jobq_app_free(jobq_app *a);
 /* ---- for handlers (app.c) */
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
+/* The Idempotency-Key records (idem.c). */
+struct jobq_idem *jobq_app_idem(jobq_app *a);
 struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
@@ -75,6 +78,8 @@ void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, s
                          int64_t deadline);
 /* Parks a result wait on job id until it is final or at deadline. */
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline);
+/* The same for a flow (flow = 1: id is a flow's; answered with the flow when it ends). */
+void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline);
 
 /* ---- server settings (config.c): tiers, max_active_jobs, queues from the config file;
  * layers: shipped defaults < file < flags < runtime (PATCH /v1/config, persisted) */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/idem.h"
 #include "api/outbox.h"
 #include "util/jsonw.h"
 
@@ -51,6 +52,7 @@ typedef struct result_wait {
     jobq_req *rq;
     char *id;
     int64_t deadline;
+    int flow; /* id is a flow's: answered when the flow ends */
     GList link; /* in a->results; data = this */
 } result_wait;
 
@@ -86,6 +88,7 @@ struct jobq_app {
     uv_work_t load;
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
+    jobq_idem *idem;       /* Idempotency-Key records (idem.c) */
     int closed;
     jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
     jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
@@ -109,6 +112,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_idem *jobq_app_idem(jobq_app *a)
+{
+    return a->idem;
 }
 
 jobq_webhooks *jobq_app_webhooks(jobq_app *a)
@@ -259,7 +267,8 @@ void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish)
         finish(a, rq);
         return;
     }
-    jobq_req_park(rq, NULL, NULL);
+    if (!jobq_req_parked(rq)) /* an answer caught while parked (idem.c) waits parked */
+        jobq_req_park(rq, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- parked requests */
@@ -369,9 +378,23 @@ static void engine_ready(void *ud, jobq_queue *q)
     a->any_ready = 1;
 }
 
-static void result_reply(jobq_app *a, jobq_req *rq, const char *id)
+static void result_reply(jobq_app *a, jobq_req *rq, const char *id, int flow)
 {
-    jobq_job *j = jobq_engine_job(a->e, id);
+    jobq_job *j;
+
+    if (flow) {
+        jobq_flow *f = jobq_engine_flow(a->e, id);
+        GString *o;
+        if (!f) {
+            jobq_req_error(rq, 404, "not_found", "flow not found", NULL);
+            return;
+        }
+        o = g_string_sized_new(512);
+        jobq_flow_render(a->e, f, o);
+        jobq_api_gstring(rq, 200, o);
+        return;
+    }
+    j = jobq_engine_job(a->e, id);
 
     if (!j) {
         jobq_req_error(rq, 404, "not_found", "job not found (deleted)", NULL);
@@ -396,8 +419,14 @@ static void on_result_gone(jobq_req *rq, void *ud)
 
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline)
 {
+    jobq_app_park_wait(a, rq, id, 0, deadline);
+}
+
+void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline)
+{
     result_wait *w = g_new0(result_wait, 1);
 
+    w->flow = flow;
     w->rq = rq;
     w->id = g_strdup(id);
     w->deadline = deadline;
@@ -410,7 +439,12 @@ void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t dea
 
 static void finish_result(jobq_app *a, jobq_req *rq)
 {
-    result_reply(a, rq, jobq_req_data(rq));
+    result_reply(a, rq, jobq_req_data(rq), 0);
+}
+
+static void finish_flow_result(jobq_app *a, jobq_req *rq)
+{
+    result_reply(a, rq, jobq_req_data(rq), 1);
 }
 
 /* A job became final: its result waiters are answered once that change is durable. */
@@ -425,6 +459,19 @@ static void engine_final(void *ud, jobq_job *j, int deleted)
         result_wait *w = l->data;
         jobq_req *rq = w->rq;
         next = l->next;
+        if (w->flow) { /* the job's end may have ended its flow */
+            const char *fid = jobq_job_flow_id(j);
+            jobq_flow *f = fid && strcmp(fid, w->id) == 0 ? jobq_engine_flow(a->e, fid) : NULL;
+            if (f && jobq_flow_final(f)) {
+                waiter wt = {rq, finish_flow_result};
+                jobq_req_set_data(rq, g_strdup(w->id), g_free);
+                g_queue_unlink(&a->results, &w->link);
+                g_free(w->id);
+                g_free(w);
+                g_array_append_val(a->wait_next, wt); /* already parked */
+            }
+            continue;
+        }
         if (strcmp(w->id, jobq_job_id(j)) != 0)
             continue;
         jobq_req_set_data(rq, g_strdup(w->id), g_free);
@@ -457,12 +504,14 @@ static void on_park_timer(uv_timer_t *t)
         result_wait *w = l->data;
         jobq_req *rq = w->rq;
         char *id;
+        int flow;
         next = l->next;
         if (w->deadline > now && !a->stopping)
             continue;
         id = g_strdup(w->id);
+        flow = w->flow;
         result_wait_free(a, w);
-        result_reply(a, rq, id);
+        result_reply(a, rq, id, flow);
         g_free(id);
     }
     arm_park_timer(a);
@@ -510,6 +559,7 @@ static void turn_end(jobq_app *a)
     if (a->closed || a->recovering) /* the pool thread owns the engine until loaded */
         return;
     serve_fetchers(a);
+    jobq_idem_sweep(a->idem, jobq_app_now());
     flush(a);
     /* one timer for the jobs' times and for stats housekeeping (minutes, days, health) */
     due = MIN(jobq_engine_next_timer(a->e), jobq_engine_stats_due(a->e));
@@ -556,12 +606,22 @@ static int recovery_gate(jobq_req *rq)
     return 1;
 }
 
+/* Every routed request passes here before its handler: recovery, then Idempotency-Key. */
+static int app_gate(jobq_req *rq)
+{
+    jobq_app *a = jobq_req_app(rq);
+
+    return recovery_gate(rq) || jobq_idem_gate(a->idem, rq);
+}
+
 /* Loading: stored documents of kinds the engine does not own, handed to the module of the
  * API layer that keeps them (by kind). A kind nobody claims is left alone. */
 static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
 {
     jobq_app *a = ud;
 
+    if (strcmp(kind, "idem") == 0)
+        return jobq_idem_load(a->idem, id, body);
     if (strcmp(kind, "pipeline") == 0)
         return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
@@ -594,6 +654,8 @@ static void load_done(uv_work_t *w, int status)
             rc = JOBQ_EINVAL;
         }
     }
+    if (rc == 0)
+        jobq_idem_load_done(a->idem);
     if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
         rc = JOBQ_ESTORE;
     if (rc) {
@@ -633,6 +695,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->idem = jobq_idem_new(a, cfg->idempotency_ttl_ms);
     a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
@@ -705,7 +768,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hcfg.idle_timeout_s = 60;
     a->http = jobq_http_new(loop, &hcfg, jobq_routes, jobq_nroutes, a);
     if (a->http)
-        jobq_http_set_gate(a->http, recovery_gate);
+        jobq_http_set_gate(a->http, app_gate);
     if (!a->http || jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
         fprintf(stderr, "jobqd: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
         *exit_code = 1;
@@ -796,6 +859,7 @@ void jobq_app_free(jobq_app *a)
     jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
+    jobq_idem_free(a->idem);
     g_free(a->host);
     g_free(a->data_dir);
     jobq_settings_free(a->settings);

@@ -108,8 +108,16 @@ int jobq_cli_logs(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_dead(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_stats(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_workers(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_health(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv); /* schedules.c */
 int jobq_cli_webhook(const struct jobq_cli *cli, int argc, char **argv); /* webhooks.c */
 int jobq_cli_config(const struct jobq_cli *cli, int argc, char **argv);
+
+/* Orchestration (flows.c). */
+int jobq_cli_flow(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_pipeline(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_approve(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_reject(const struct jobq_cli *cli, int argc, char **argv);
 
 /* `jobq worker …`: runs jobs with a shell command until SIGTERM/SIGINT (worker.c). */
 int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv);

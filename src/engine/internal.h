@@ -60,6 +60,8 @@ typedef struct jobq_orch {
     uint8_t review;        /* completion waits in state review */
     uint8_t opf;           /* JOBQ_OPF_*: what a failed or cancelled parent does to it */
     uint8_t cached;        /* made completed from the result cache */
+    uint8_t holding;       /* counted in its parents' holds (it is not final) */
+    uint32_t holds;        /* dependants not final yet: retention keeps it (their parents) */
     uint32_t flow_idx;     /* its slot in flow->jobs */
     GPtrArray *children;   /* live jobs that depend on it (jobq_job*), or NULL */
     jobq_flow *flow;       /* NULL outside flows (borrowed: flows live as long as the engine) */
@@ -417,6 +419,8 @@ jobq_orch *jobq_orch_of(jobq_job *j); /* allocates */
 void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now);
 /* j became final: keys, cache, dependants */
 void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now);
+/* 1 while j has dependants that are not final: retention keeps it for their `parents` */
+int jobq_orch_pinned(const jobq_job *j);
 /* j is being removed */
 void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now);
 /* a completion of a job with review: true; returns 1 when it went to review */

@@ -338,13 +338,25 @@ void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age)
     for (size_t i = 0; i < 3; i++) {
         jobq_list *l = sets[i].l;
         const jobq_keep *k = sets[i].k;
-        while (k->count >= 0 && l->n > k->count)
-            jobq_job_destroy(e, JOB_OF_QLINK(jobq_list_first(l)), now);
-        while (by_age && k->age_ms > 0 && l->n) {
+        /* a job whose dependants may still need its result (orch.c) is passed over: it goes
+         * to the back, at most once per sweep */
+        int64_t budget = l->n;
+        while (k->count >= 0 && l->n > k->count && budget-- > 0) {
+            jobq_job *j = JOB_OF_QLINK(jobq_list_first(l));
+            if (jobq_orch_pinned(j))
+                jobq_list_move(j, j->list);
+            else
+                jobq_job_destroy(e, j, now);
+        }
+        budget = l->n;
+        while (by_age && k->age_ms > 0 && l->n && budget-- > 0) {
             jobq_job *j = JOB_OF_QLINK(jobq_list_first(l));
             if (!j->x || j->x->finished_at > now - k->age_ms)
                 break;
-            jobq_job_destroy(e, j, now);
+            if (jobq_orch_pinned(j))
+                jobq_list_move(j, j->list);
+            else
+                jobq_job_destroy(e, j, now);
         }
     }
 }

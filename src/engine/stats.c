@@ -1079,6 +1079,11 @@ int jobq_stats_load_doc(jobq_engine *e, const char *kind, const char *id, const 
             if (lo >= 0 && c > 0)
                 d->b[bucket(lo)] += (uint64_t)c;
         }
+        for (unsigned k = NB; !json_object_get(pm, "max") && k-- > 0;)
+            if (d->b[k]) { /* no largest value kept: the top bucket's midpoint bounds p95 */
+                d->max = bucket_mid(k);
+                break;
+            }
     }
     g_tree_replace(estats(e)->days, d, d);
     json_decref(j);

@@ -161,7 +161,7 @@ def test_health_transitions(server):
     assert h["overloaded"] == 0
 
     # paused longer than paused_ms
-    s.create_queue(q + "-p", alert={"paused_ms": 300})
+    s.create_queue(q + "-p", alert={"paused_ms": 1000})
     s.call("POST", f"/v1/queues/{q}-p/pause")
     assert health_of(s, q + "-p")[1]["status"] == "healthy"
     me = wait_until(lambda: (lambda m: m if m["status"] == "degraded" else None)(
@@ -176,7 +176,7 @@ def test_health_idle_and_seed_rules(server_factory):
     s = server_factory(["--health-interval-ms", "100"])
     q = s.qname("idle")
     s.create_queue(q, concurrency=1,
-                   alert={"idle_ms": 300, "utilization": 50, "processing_p95_ms": 200})
+                   alert={"idle_ms": 1000, "utilization": 50, "processing_p95_ms": 200})
     s.enqueue_bulk(q, [{}, {}])
     me = wait_until(lambda: (lambda m: m if m["status"] == "degraded" else None)(
         health_of(s, q)[1]), timeout=10, what="idle queue degraded")
@@ -339,3 +339,63 @@ def test_daily_survives_kill9_after_a_flush(server_factory):
     s.start()
     after = today_line(s, q)
     assert after == before, (before, after)
+
+
+# ---- health.changed -------------------------------------------------------------------------
+
+
+def test_health_changed_reaches_a_webhook(server_factory):
+    from test_webhooks import Receiver  # the webhook tests' recording HTTP server
+
+    rec = Receiver().start()
+    try:
+        s = server_factory(["--health-interval-ms", "100"])
+        q = s.qname("hc")
+        s.create_queue(q, alert={"paused_ms": 200})
+        s.call("POST", "/v1/webhooks", {"url": rec.url + "/h", "events": ["health.changed"]},
+               201)
+        s.call("POST", f"/v1/queues/{q}/pause")
+        ev = rec.wait(1, type="health.changed")[0]["json"]
+        assert (ev["queue"], ev["status"], ev["previous"]) == (q, "degraded", "healthy"), ev
+        assert ev["reasons"][0].startswith("paused:"), ev
+        assert isinstance(ev["seq"], int) and ev["at"] > 0
+        s.call("POST", f"/v1/queues/{q}/resume")
+        ev = rec.wait(2, type="health.changed")[1]["json"]
+        assert (ev["queue"], ev["status"], ev["previous"], ev["reasons"]) == \
+            (q, "healthy", "degraded", []), ev
+    finally:
+        rec.stop()
+
+
+# ---- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_stats_series_daily_health(srv, q):
+    import json
+    import os
+    from pathlib import Path
+
+    jobq = os.environ.get("JOBQ") or str(Path(__file__).resolve().parents[2] / "build" / "jobq")
+
+    def cli(*args):
+        return subprocess.run([jobq, "--url", srv.url, *args], capture_output=True, text=True,
+                              timeout=30)
+
+    srv.enqueue(q, {})
+    srv.complete(srv.fetch_one(q))
+    r = cli("stats", "--series", "completed", "--queue", q, "--minutes", "3")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "completed" and len(out["points"]) == 3
+    assert sum(p["value"] for p in out["points"]) == 1
+    r = cli("stats", "--daily", "--queue", q, "--days", "2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["days"][0]["completed"] == 1
+    r = cli("health")
+    assert r.returncode == 0 and json.loads(r.stdout)["queues"][q]["status"] == "healthy"
+    r = cli("stats", "--series", "bogus")
+    assert r.returncode == 1 and "metric" in r.stderr
+    r = cli("stats", "--series", "completed", "--daily")
+    assert r.returncode == 2
+    r = cli("stats", "--minutes", "0", "--series", "completed")
+    assert r.returncode == 2
