@@ -116,7 +116,7 @@ typedef struct jobq_job_extra {
     jobq_resources *req;        /* parsed `requires`, or NULL */
     struct jobq_group *grp;     /* its group while ready or active in a grouped queue */
     struct jobq_gslot *slot;    /* the (group, priority) slot holding it while ready */
-    GSequenceIter *gready;      /* its place in slot->jobs */
+    struct jobq_job *gprev, *gnext; /* its neighbours in slot's FIFO (by seq) */
     uint32_t skips;             /* fetches that passed over it for lack of capacity */
     uint8_t gcounted;           /* counted in grp->active */
     uint8_t charged;            /* its req counted in its worker's used resources */
@@ -176,7 +176,7 @@ typedef struct jobq_gslot {
     struct jobq_group *g;
     int priority;
     int64_t key;
-    GSequence *jobs;       /* ready jobs, by seq */
+    struct jobq_job *first, *last; /* ready jobs, by seq: an intrusive list (gprev/gnext) */
     GSequenceIter *it;     /* in q->slots, or NULL while the group is saturated */
     struct jobq_gslot *next; /* in g->slots */
 } jobq_gslot;
