@@ -14,6 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
             "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
+            "             [--webhook-outbox-max N]\n"
             "             [--event-ring N] [--event-buffer BYTES] [--idempotency-ttl-ms MS]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
             "             [--stats-flush-ms MS] [--health-interval-ms MS]\n"
@@ -26,6 +27,8 @@ static void usage(FILE *f)
             "                      (default 30000: 30 s, 2 min, 8 min; tests use less)\n"
             "  --webhook-progress-ms MS  job.progress sent to a hook at most once per MS\n"
             "                      per job (default 30000)\n"
+            "  --webhook-outbox-max N  unfinished webhook deliveries kept; past it new ones\n"
+            "                      are dropped and counted (default 10000)\n"
             "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
             "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
             "                      is dropped (default 8388608)\n"
@@ -93,6 +96,7 @@ int main(int argc, char **argv)
         {"max-body", required_argument, NULL, 'b'},
         {"webhook-backoff-ms", required_argument, NULL, 'W'},
         {"webhook-progress-ms", required_argument, NULL, 'P'},
+        {"webhook-outbox-max", required_argument, NULL, 'O'},
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
         {"idempotency-ttl-ms", required_argument, NULL, 'I'},
@@ -147,6 +151,16 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'O': {
+            char *end;
+            long long n = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || n < 1 || n > 10000000) {
+                fprintf(stderr, "jobqd: --webhook-outbox-max must be 1 to 10000000\n");
+                return 1;
+            }
+            cfg.webhook_outbox_max = (size_t)n;
+            break;
+        }
         case 'W':
         case 'P': {
             char *end;

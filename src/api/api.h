@@ -29,6 +29,7 @@ typedef struct jobq_app_config {
     size_t max_body;
     int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
     int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
+    size_t webhook_outbox_max;   /* unfinished deliveries kept (0: 10000) */
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */

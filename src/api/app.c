@@ -731,6 +731,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         jobq_webhooks_config wcfg = {0};
         wcfg.backoff_ms = cfg->webhook_backoff_ms;
         wcfg.progress_ms = cfg->webhook_progress_ms;
+        wcfg.max_outbox = cfg->webhook_outbox_max;
         jobq_event_sink sink;
         a->webhooks = jobq_webhooks_new(loop, a->e, &wcfg);
         if (!a->webhooks) {
