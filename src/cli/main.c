@@ -357,6 +357,10 @@ static const struct command commands[] = {
      "  --name N          label\n"
      "  --id ID           the job's id (default: the server makes one)\n"
      "  --tag KEY=VALUE   (repeatable)\n"
+     "  --depends-on ID   wait for that job to complete first (repeatable)\n"
+     "  --review          a completion waits for approve/reject\n"
+     "  --unique-key K    a live job with key K in the queue is returned instead\n"
+     "  --cache KEY[/MS]  reuse the result of a job completed with KEY within MS (24 h)\n"
      "  --options JSON    further options, merged into the request body\n"},
     {"get", jobq_cli_get, "Usage: jobq get ID\n\nShows a job.\n"},
     {"list", jobq_cli_list,

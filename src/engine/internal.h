@@ -84,6 +84,8 @@ struct jobq_flow {
     size_t n;
     char **refs, **ids;
     jobq_job **jobs;   /* NULL once a job is removed */
+    size_t present;    /* jobs not removed: the flow is forgotten when it has ended and none is */
+    GList *order;      /* its link in e->flow_order */
     char **skipped;    /* pipeline stages left out */
     size_t nskipped;
     int64_t counts[JOBQ_NSTATES]; /* member jobs per state; a removed live job counts cancelled */
@@ -272,6 +274,7 @@ struct jobq_engine {
     GHashTable *cache;  /* "queue\ncache key" → latest job that ran and completed with it */
     GHashTable *flows;  /* id → jobq_flow* */
     GQueue flow_order;  /* flows in creation order */
+    GPtrArray *dead_flows; /* forgotten flows, freed at the next take_changes */
     GPtrArray *settle;  /* jobs that became final whose dependants are still to be told */
     int settling;
     /* limits (limits.c) */
@@ -414,6 +417,7 @@ void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet);
 void jobq_orch_init(jobq_engine *e);
 void jobq_orch_fini(jobq_engine *e);
 void jobq_orch_free(jobq_orch *o);
+void jobq_orch_take(jobq_engine *e); /* a batch was taken: frees forgotten flows */
 jobq_orch *jobq_orch_of(jobq_job *j); /* allocates */
 /* j's state changed from → to (flow counters) */
 void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now);
