@@ -51,6 +51,9 @@ jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
+/* The /v1/events subscribers (stream.h) and the loop. */
+struct jobq_streams *jobq_app_streams(jobq_app *a);
+uv_loop_t *jobq_app_loop(jobq_app *a);
 int64_t jobq_app_now(void);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);
@@ -128,6 +131,8 @@ void jobq_h_job_retry(jobq_req *rq);
 void jobq_h_dead_list(jobq_req *rq);
 void jobq_h_dead_stats(jobq_req *rq);
 void jobq_h_dead_retry(jobq_req *rq);
+
+void jobq_h_events(jobq_req *rq); /* stream.c */
 
 void jobq_h_fetch(jobq_req *rq);
 void jobq_h_heartbeat(jobq_req *rq);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/stream.h"
 #include "util/jsonw.h"
 
 typedef struct waiter {
@@ -86,6 +87,7 @@ struct jobq_app {
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
+    jobq_streams *streams; /* /v1/events subscribers */
 };
 
 int64_t jobq_app_now(void)
@@ -109,6 +111,16 @@ jobq_store *jobq_app_store(jobq_app *a)
 jobq_bus *jobq_app_bus(jobq_app *a)
 {
     return a->bus;
+}
+
+jobq_streams *jobq_app_streams(jobq_app *a)
+{
+    return a->streams;
+}
+
+uv_loop_t *jobq_app_loop(jobq_app *a)
+{
+    return a->loop;
 }
 
 int jobq_app_port(const jobq_app *a)
@@ -561,6 +573,7 @@ static void load_done(uv_work_t *w, int status)
         return;
     }
     a->recovering = 0;
+    jobq_streams_start(a->streams, jobq_engine_event_seq(a->e));
     fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
             jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e),
             jobq_app_now() - a->load_started);
@@ -604,6 +617,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hooks.event = engine_event;
     hooks.ud = a;
     a->bus = jobq_bus_new(cfg->event_ring);
+    a->streams = jobq_streams_new(a, loop, cfg->event_buffer);
     a->e = jobq_engine_new(&ecfg, &hooks);
 
     a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
@@ -694,8 +708,9 @@ void jobq_app_stop(jobq_app *a)
     uv_timer_start(&a->stop_timer, on_stop_timer, STOP_WAIT_MS, 0);
     if (a->http)
         jobq_http_quiesce(a->http);
-    /* parked fetches and result waits are answered now */
+    /* parked fetches and result waits are answered now, event streams end */
     on_park_timer(&a->park_timer);
+    jobq_streams_stop(a->streams);
     uv_async_send(&a->async); /* make sure the loop turns and on_check runs */
 }
 
@@ -710,6 +725,8 @@ static void close_all(jobq_app *a)
     uv_close((uv_handle_t *)&a->park_timer, NULL);
     uv_close((uv_handle_t *)&a->retry_timer, NULL);
     uv_close((uv_handle_t *)&a->stop_timer, NULL);
+    jobq_streams_free(a->streams);
+    a->streams = NULL;
     if (a->store)
         uv_close((uv_handle_t *)&a->async, NULL);
 }

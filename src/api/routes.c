@@ -43,6 +43,7 @@ const jobq_route jobq_routes[] = {
     {"POST", "/v1/dead-letter/retry", jobq_h_dead_retry},
 
     {"GET", "/v1/stats", jobq_h_stats},
+    {"GET", "/v1/events", jobq_h_events},
 };
 
 const size_t jobq_nroutes = sizeof jobq_routes / sizeof jobq_routes[0];
