@@ -4,6 +4,7 @@
 #   make run        install missing Debian packages, build, start jobqd on ./jobq-data
 #   make test       unit + API tests, then the same on an ASan/UBSan build
 #   make bench      every benchmark workload against a fresh server
+#   make fuzz       the cron fuzzer for FUZZ_TIME seconds (libFuzzer, clang)
 #
 # BUILD=dir selects the output folder; SAN=1 builds with -fsanitize=address,undefined.
 
@@ -62,6 +63,29 @@ $(BUILD)/jobq-bench: $(call obj,$(BENCH_SRC))
 $(BUILD)/test-unit: $(call obj,$(UNIT_SRC) $(ENGINE_SRC) $(STORE_SRC))
 	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(UNIT_PKGS)) -lpthread -lm
 
+# Fuzzing (clang's libFuzzer with ASan/UBSan): tests/fuzz/fuzz_*.c, seed corpora in
+# tests/fuzz/corpus/. `fuzz-smoke` (part of `make test`) replays the seeds and runs briefly.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 300
+FUZZ_RUNS ?= 300000
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Isrc $(call pc_cflags,glib-2.0)
+
+build-fuzz/fuzz_cron: tests/fuzz/fuzz_cron.c src/util/cron.c src/util/cron.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_cron.c src/util/cron.c $(call pc_libs,glib-2.0)
+
+fuzz: build-fuzz/fuzz_cron
+	@mkdir -p build-fuzz/corpus-cron
+	./build-fuzz/fuzz_cron -max_total_time=$(FUZZ_TIME) -max_len=300 build-fuzz/corpus-cron \
+	    tests/fuzz/corpus/cron
+
+fuzz-smoke: build-fuzz/fuzz_cron
+	./build-fuzz/fuzz_cron -runs=0 tests/fuzz/corpus/cron
+	rm -rf build-fuzz/corpus-smoke && mkdir -p build-fuzz/corpus-smoke
+	./build-fuzz/fuzz_cron -runs=$(FUZZ_RUNS) -max_len=300 -seed=1 build-fuzz/corpus-smoke \
+	    tests/fuzz/corpus/cron
+
 deps:
 	@scripts/deps.sh
 
@@ -79,6 +103,7 @@ api: all
 # The whole suite: plain build first, then the sanitizer build of the same tests.
 test: deps
 	@$(MAKE) --no-print-directory unit api
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 unit api
 
 bench: deps
@@ -86,8 +111,8 @@ bench: deps
 	scripts/bench.sh $(BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps run unit api test bench clean
+.PHONY: all deps run unit api test bench clean fuzz fuzz-smoke
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -142,4 +142,13 @@ void jobq_h_fail(jobq_req *rq);
 void jobq_h_logs_post(jobq_req *rq);
 void jobq_h_ack(jobq_req *rq);
 
+void jobq_h_schedules_list(jobq_req *rq);
+void jobq_h_schedule_create(jobq_req *rq);
+void jobq_h_schedule_get(jobq_req *rq);
+void jobq_h_schedule_patch(jobq_req *rq);
+void jobq_h_schedule_delete(jobq_req *rq);
+void jobq_h_schedule_pause(jobq_req *rq);
+void jobq_h_schedule_resume(jobq_req *rq);
+void jobq_h_schedule_trigger(jobq_req *rq);
+
 #endif

@@ -44,6 +44,15 @@ const jobq_route jobq_routes[] = {
 
     {"GET", "/v1/stats", jobq_h_stats},
     {"GET", "/v1/events", jobq_h_events},
+
+    {"GET", "/v1/schedules", jobq_h_schedules_list},
+    {"POST", "/v1/schedules", jobq_h_schedule_create},
+    {"GET", "/v1/schedules/{}", jobq_h_schedule_get},
+    {"PATCH", "/v1/schedules/{}", jobq_h_schedule_patch},
+    {"DELETE", "/v1/schedules/{}", jobq_h_schedule_delete},
+    {"POST", "/v1/schedules/{}/pause", jobq_h_schedule_pause},
+    {"POST", "/v1/schedules/{}/resume", jobq_h_schedule_resume},
+    {"POST", "/v1/schedules/{}/trigger", jobq_h_schedule_trigger},
 };
 
 const size_t jobq_nroutes = sizeof jobq_routes / sizeof jobq_routes[0];

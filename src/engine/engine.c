@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine/internal.h"
+#include "engine/schedule.h"
 
 /* ---------------------------------------------------------------- small things */
 
@@ -366,6 +367,7 @@ void jobq_engine_free(jobq_engine *e)
     g_hash_table_destroy(e->queues);
     g_hash_table_destroy(e->queue_ids);
     g_hash_table_destroy(e->workers);
+    jobq_scheds_free(e->scheds);
     g_free(e->timers);
     jobq_batch_free(e->batch);
     g_ptr_array_free(e->dirty, TRUE);
@@ -450,6 +452,8 @@ void jobq_timer_set(jobq_engine *e, jobq_job *j, int64_t at)
 int64_t jobq_engine_next_timer(const jobq_engine *e)
 {
     int64_t t = e->ntimers ? e->timers[0].at : INT64_MAX;
+
+    t = MIN(t, jobq_scheds_next(e)); /* schedules keep their own due set */
 
     /* retention by age is swept once a second while a queue keeps final jobs */
     if (e->last_retention && e->last_retention + 1000 < t)
@@ -909,6 +913,7 @@ void jobq_engine_tick(jobq_engine *e, int64_t now)
             break;
         }
     }
+    jobq_scheds_tick(e, now);
     if (now >= e->last_worker_prune + 60000) {
         /* workers gone for an hour with nothing running are forgotten */
         GHashTableIter it;

@@ -161,6 +161,7 @@ struct jobq_engine {
     int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
+    struct jobq_scheds *scheds; /* recurring jobs (schedule.c), NULL until the first */
     /* events (event.c) */
     uint64_t event_seq;          /* the next event's seq */
     uint64_t event_seq_reserved; /* seqs below this are covered by the stored mark */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "engine/internal.h"
+#include "engine/schedule.h"
 #include "util/jsonw.h"
 
 int jobq_valid_name(const char *s)
@@ -717,6 +718,8 @@ static int load_doc(void *ud, const char *kind, const char *id, const char *body
 {
     jobq_engine *e = ud;
 
+    if (strcmp(kind, "schedule") == 0)
+        return jobq_scheds_load(e, id, body);
     if (e->hooks.doc)
         return e->hooks.doc(e->hooks.ud, kind, id, body);
     return 0;

@@ -1,0 +1,157 @@
+"""Schedules through HTTP: CRUD, refused definitions, fires (every_ms and 6-field cron),
+pause/resume, trigger, and schedules surviving kill -9 with a missed fire made up once."""
+
+import time
+
+import pytest
+
+from conftest import assert_error, now_ms, wait_until
+
+
+def mk(s, **body):
+    body.setdefault("name", s.qname("s"))
+    body.setdefault("queue", s.qname())
+    return s.call("POST", "/v1/schedules", body, 201)
+
+
+def sched(s, sid):
+    return s.call("GET", f"/v1/schedules/{sid}")
+
+
+def waiting(s, q):
+    st, body = s.get(f"/v1/queues/{q}")
+    return body["counts"]["waiting"] if st == 200 else 0
+
+
+def test_create_get_list_patch_delete(srv):
+    q = srv.qname()
+    t0 = now_ms()
+    a = mk(srv, queue=q, cron="0 3 * * *", tz="Europe/Berlin",
+           job={"data": {"report": "nightly"}, "priority": "high"})
+    assert a["name"].startswith("s-") and a["queue"] == q and a["tz"] == "Europe/Berlin"
+    assert a["runs"] == 0 and a["last_run_at"] is None and a["skipped"] == 0
+    assert a["next_run_at"] > t0 and a["overlap"] is True and a["paused"] is False
+    assert a["job"] == {"data": {"report": "nightly"}, "priority": "high"}
+    assert sched(srv, a["id"]) == a
+    assert sched(srv, a["name"])["id"] == a["id"]
+    names = [x["name"] for x in srv.call("GET", "/v1/schedules")["schedules"]]
+    assert a["name"] in names
+    assert [x["id"] for x in srv.call("GET", f"/v1/schedules?queue={q}")["schedules"]] == [a["id"]]
+    # patch: every_ms replaces cron (and its tz); the next fire follows
+    b = srv.call("PATCH", f"/v1/schedules/{a['id']}", {"every_ms": 60000, "limit": 5})
+    assert "cron" not in b and "tz" not in b and b["every_ms"] == 60000 and b["limit"] == 5
+    assert b["next_run_at"] <= now_ms() + 60000
+    b = srv.call("PATCH", f"/v1/schedules/{a['id']}", {"limit": None})
+    assert b["limit"] is None
+    # a second schedule with the same name
+    assert_error(srv.request("POST", "/v1/schedules",
+                             {"name": a["name"], "queue": q, "every_ms": 1000}), 409, "conflict")
+    assert srv.request("DELETE", f"/v1/schedules/{a['id']}").status == 204
+    assert_error(srv.request("GET", f"/v1/schedules/{a['id']}"), 404, "not_found")
+    assert_error(srv.request("POST", f"/v1/schedules/{a['name']}/trigger"), 404, "not_found")
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"queue": "q", "cron": "* * * * *"}, "name"),
+    ({"name": "x", "cron": "* * * * *"}, "queue"),
+    ({"name": "x", "queue": "q"}, "cron"),
+    ({"name": "x", "queue": "q", "cron": "* * * *"}, "cron"),
+    ({"name": "x", "queue": "q", "cron": "0 0 30 2 *"}, "cron"),
+    ({"name": "x", "queue": "q", "cron": "61 * * * *"}, "cron"),
+    ({"name": "x", "queue": "q", "cron": "* * * * * * *"}, "cron"),
+    ({"name": "x", "queue": "q", "cron": "@reboot"}, "cron"),
+    ({"name": "x", "queue": "q", "cron": "* * * * *", "every_ms": 1000}, "every_ms"),
+    ({"name": "x", "queue": "q", "every_ms": 5}, "every_ms"),
+    ({"name": "x", "queue": "q", "cron": "* * * * *", "tz": "Moon/Tranquility"}, "tz"),
+    ({"name": "x", "queue": "q", "cron": "* * * * *", "tz": 5}, "tz"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "job": {"id": "fixed"}}, "job.id"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "job": {"priority": 5000}}, "job.priority"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "job": {"bogus": 1}}, "job.bogus"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "limit": -1}, "limit"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "start_at": "soon"}, "start_at"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "overlap": "no"}, "overlap"),
+    ({"name": "x", "queue": "q", "every_ms": 1000, "when": "now"}, "when"),
+])
+def test_bad_definitions_are_400_naming_the_field(srv, body, field):
+    r = srv.request("POST", "/v1/schedules", body)
+    assert_error(r, 400, "invalid_argument", field=field)
+    assert srv.request("GET", "/v1/schedules/x").status == 404
+
+
+def test_bad_patch_changes_nothing(srv):
+    a = mk(srv, cron="*/5 * * * *")
+    r = srv.request("PATCH", f"/v1/schedules/{a['id']}", {"cron": "*/5 * * * * * *"})
+    assert_error(r, 400, "invalid_argument", field="cron")
+    assert sched(srv, a["id"])["cron"] == "*/5 * * * *"
+    assert_error(srv.request("POST", "/v1/schedules", "{"), 400, "invalid_json")
+
+
+def test_every_ms_fires_jobs_from_the_template(srv):
+    q = srv.qname()
+    a = mk(srv, queue=q, every_ms=200, job={"data": {"n": 1}, "tags": {"k": "v"}})
+    wait_until(lambda: sched(srv, a["id"])["runs"] >= 3, timeout=10, what="three runs")
+    job = srv.fetch_until(q)
+    assert job["data"] == {"n": 1} and job["tags"] == {"k": "v"}
+    b = sched(srv, a["id"])
+    assert b["last_job"] and b["last_run_at"] >= a["created_at"]
+    assert waiting(srv, q) + 1 >= 3
+
+
+def test_six_field_cron_fires_every_second(srv):
+    q = srv.qname()
+    a = mk(srv, queue=q, cron="* * * * * *", limit=2)
+    assert a["next_run_at"] % 1000 == 0
+    b = wait_until(lambda: (lambda x: x if x["runs"] == 2 else None)(sched(srv, a["id"])),
+                   timeout=10, what="two runs")
+    assert b["next_run_at"] is None
+    assert waiting(srv, q) == 2
+
+
+def test_overlap_false_skips_while_the_job_lives(srv):
+    q = srv.qname()
+    a = mk(srv, queue=q, every_ms=200, overlap=False)
+    wait_until(lambda: sched(srv, a["id"])["skipped"] >= 2, timeout=10, what="two skips")
+    b = sched(srv, a["id"])
+    assert b["runs"] == 1 and waiting(srv, q) == 1
+    srv.complete(srv.fetch_one(q))
+    wait_until(lambda: sched(srv, a["id"])["runs"] == 2, timeout=10, what="a second run")
+
+
+def test_pause_resume_and_trigger(srv):
+    q = srv.qname()
+    a = mk(srv, queue=q, cron="0 0 1 1 *", paused=True, job={"data": "manual"})
+    assert a["paused"] is True and a["next_run_at"] is None
+    job = srv.call("POST", f"/v1/schedules/{a['name']}/trigger", None, 201)
+    assert job["queue"] == q and job["data"] == "manual" and job["state"] == "waiting"
+    b = sched(srv, a["id"])
+    assert b["runs"] == 1 and b["last_job"] == job["id"] and b["next_run_at"] is None
+    b = srv.call("POST", f"/v1/schedules/{a['id']}/resume")
+    assert b["paused"] is False and b["next_run_at"] > now_ms()
+    b = srv.call("POST", f"/v1/schedules/{a['id']}/pause")
+    assert b["paused"] is True and b["next_run_at"] is None
+    # a trigger into a draining queue (it still holds the triggered job) is refused and
+    # leaves no trace
+    assert srv.call("POST", f"/v1/queues/{q}/drain")["status"] == "draining"
+    assert_error(srv.request("POST", f"/v1/schedules/{a['id']}/trigger"), 409, "queue_draining")
+    assert sched(srv, a["id"])["runs"] == 1
+
+
+def test_schedules_survive_kill9_and_a_missed_fire_runs_once(server):
+    s = server
+    q = s.qname()
+    nightly = mk(s, queue=q, cron="30 2 * * *", tz="America/New_York", job={"data": "n"})
+    fast = mk(s, queue=q, every_ms=2000, job={"data": "f"})
+    wait_until(lambda: sched(s, fast["id"])["runs"] >= 1, timeout=10, what="a first run")
+    before = sched(s, fast["id"])
+    s.kill9()
+    time.sleep(4.5)  # down for at least two fires of `fast`
+    s.restart()
+    after = sched(s, fast["id"])
+    # the missed fires are made up by one run at start, and the next one is in the future
+    assert after["runs"] == before["runs"] + 1, (before, after)
+    assert after["next_run_at"] > after["last_run_at"] > before["last_run_at"]
+    assert waiting(s, q) == after["runs"]
+    n2 = sched(s, nightly["id"])
+    assert n2 == nightly
+    wait_until(lambda: sched(s, fast["id"])["runs"] >= after["runs"] + 1, timeout=10,
+               what="the schedule firing again after the restart")
