@@ -231,6 +231,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     h->quiet = 0;
     /* MHD completes no suspended connection; jobq_http_free resumes them before stopping */
     assert(rq->state != RQ_PARKED && !rq->stream_wait);
+    hup_close(rq); /* a stream's watch, kept between waits; MHD has not closed the fd yet */
     if (rq->stream_end && !rq->upgraded) {
         void (*end)(void *ud) = rq->stream_end;
 
@@ -571,6 +572,7 @@ static void h_quiet(jobq_req *rq)
 /* ---------------------------------------------------------------- streams ---------- */
 
 static void watch_hup(jobq_req *rq);
+static void on_hup(uv_poll_t *p, int status, int events);
 
 /* MHD's content reader: what the owner has, or a wait until it has more. */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
@@ -587,7 +589,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         return (ssize_t)n;
     if (n < 0)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    /* nothing now: suspend; MHD stops polling the socket, so watch it for a hang-up */
+    /* nothing now: suspend; MHD stops polling the socket, so watch it for a hang-up. The
+     * watch is kept (stopped) between waits: a stream waits and resumes many times a second,
+     * and a handle cannot be initialised again before its close has completed. */
     MHD_suspend_connection(rq->conn);
     rq->stream_wait = 1;
     rq->next = h->parked_head;
@@ -595,8 +599,25 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         h->parked_head->prev = rq;
     h->parked_head = rq;
     h->parked++;
-    watch_hup(rq);
+    if (!rq->hup_open)
+        watch_hup(rq);
+    else
+        uv_poll_start(&rq->hup, UV_DISCONNECT, on_hup);
     return 0;
+}
+
+/* Resumes a waiting stream; its hang-up watch is stopped, not closed. */
+static void stream_resume(jobq_req *rq)
+{
+    jobq_http *h = rq->h;
+
+    rq->stream_wait = 0;
+    if (rq->hup_open)
+        uv_poll_stop(&rq->hup);
+    parked_unlink(rq);
+    MHD_resume_connection(rq->conn);
+    h->dirty = 1;
+    uv_timer_start(&h->timer, on_timer, 0, 0);
 }
 
 void jobq_req_reply_stream(jobq_req *rq, unsigned status, const char *content_type,
@@ -618,10 +639,8 @@ void jobq_req_reply_stream(jobq_req *rq, unsigned status, const char *content_ty
 
 void jobq_req_stream_wake(jobq_req *rq)
 {
-    if (!rq->stream_wait)
-        return;
-    rq->stream_wait = 0;
-    wake(rq);
+    if (rq->stream_wait)
+        stream_resume(rq);
 }
 
 /* ---------------------------------------------------------------- upgrades ---------- */
@@ -686,10 +705,9 @@ static void on_hup(uv_poll_t *p, int status, int events)
     (void)status;
     (void)events;
     if (rq->stream_wait) { /* a streaming client left while it had nothing to read */
-        rq->stream_wait = 0;
         rq->stream_gone = 1;
         h_quiet(rq);
-        wake(rq);
+        stream_resume(rq);
         return;
     }
     if (rq->state != RQ_PARKED)
@@ -1220,13 +1238,12 @@ void jobq_http_free(jobq_http *h)
         while (h->parked_head) {
             jobq_req *rq = h->parked_head;
 
-            hup_close(rq);
             if (rq->stream_wait) {
-                rq->stream_wait = 0;
                 rq->stream_gone = 1;
-                wake(rq);
+                stream_resume(rq);
                 continue;
             }
+            hup_close(rq);
             rq->state = RQ_GONE;
             if (rq->on_gone)
                 rq->on_gone(rq, rq->gone_ud);
