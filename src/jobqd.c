@@ -14,6 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
             "             [--event-ring N] [--event-buffer BYTES]\n"
+            "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
@@ -21,7 +22,13 @@ static void usage(FILE *f)
             "  --max-body BYTES    request body limit (default 1048576)\n"
             "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
             "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
-            "                      is dropped (default 8388608)\n");
+            "                      is dropped (default 8388608)\n"
+            "  --config FILE       settings file (JSON: max_active_jobs, tiers, queues;\n"
+            "                      see docs/limits.md)\n"
+            "  --max-active-jobs N most jobs active at once across all queues (0 = no cap)\n"
+            "  --tier NAME=LIMIT[/PRIORITY]  a tier's group limit and default priority,\n"
+            "                      e.g. pro=5/high (repeatable; over the file's)\n"
+            "Precedence: shipped defaults < --config file < flags < PATCH /v1/config.\n");
 }
 
 /* Splits "host:port" / "[v6]:port" / ":port" / "port". 0 or -1. */
@@ -68,12 +75,21 @@ static void on_signal(uv_signal_t *h, int sig)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"data", required_argument, NULL, 'd'},
-        {"strict-queues", no_argument, NULL, 's'}, {"max-body", required_argument, NULL, 'b'},
+        {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},
+        {"strict-queues", no_argument, NULL, 's'},
+        {"max-body", required_argument, NULL, 'b'},
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"max-active-jobs", required_argument, NULL, 'm'},
+        {"tier", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    jobq_settings *settings = jobq_settings_new();
+    const char *config_file = NULL;
+    char *err = NULL;
     jobq_app_config cfg = {0};
     char host[256] = "127.0.0.1";
     uv_loop_t *loop = uv_default_loop();
@@ -84,6 +100,17 @@ int main(int argc, char **argv)
     cfg.data_dir = "./jobq-data";
     while ((c = getopt_long(argc, argv, "l:d:sb:R:B:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            config_file = optarg;
+            break;
+        case 'm':
+            if (jobq_settings_flag_max_active(settings, optarg, &err))
+                goto bad_setting;
+            break;
+        case 't':
+            if (jobq_settings_flag_tier(settings, optarg, &err))
+                goto bad_setting;
+            break;
         case 'l':
             if (parse_listen(optarg, host, sizeof host, &cfg.listen_port)) {
                 fprintf(stderr, "jobqd: bad --listen %s (want HOST:PORT)\n", optarg);
@@ -129,6 +156,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    /* the file is a lower layer than the flags, whatever their order */
+    if (config_file && jobq_settings_load_file(settings, config_file, &err))
+        goto bad_setting;
+    cfg.settings = settings;
     cfg.listen_host = host;
     /* a write past a file-size limit must fail (and be answered 503), not kill the server */
     signal(SIGXFSZ, SIG_IGN);
@@ -154,4 +185,9 @@ int main(int argc, char **argv)
     uv_loop_close(loop);
     fprintf(stderr, "jobqd: stopped\n");
     return code;
+bad_setting:
+    fprintf(stderr, "jobqd: %s\n", err);
+    g_free(err);
+    jobq_settings_free(settings);
+    return 1;
 }

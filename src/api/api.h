@@ -19,6 +19,7 @@
 #include "store/store.h"
 
 typedef struct jobq_app jobq_app;
+typedef struct jobq_settings jobq_settings;
 
 typedef struct jobq_app_config {
     const char *listen_host;
@@ -26,6 +27,7 @@ typedef struct jobq_app_config {
     const char *data_dir;
     int strict_queues;
     size_t max_body;
+    jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
 } jobq_app_config;
@@ -62,11 +64,29 @@ int jobq_app_writable(jobq_app *a, jobq_req *rq);
 typedef void (*jobq_finish_fn)(jobq_app *a, jobq_req *rq);
 void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish);
 /* Parks a fetch that found nothing: answered when jobs arrive or at deadline. queues are
- * copied. */
+ * copied; capacity (may be NULL) is stolen. */
 void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, size_t nq,
-                         size_t count, const char *worker, int64_t deadline);
+                         size_t count, const char *worker, jobq_resources *capacity,
+                         int64_t deadline);
 /* Parks a result wait on job id until it is final or at deadline. */
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline);
+
+/* ---- server settings (config.c): tiers, max_active_jobs, queues from the config file;
+ * layers: shipped defaults < file < flags < runtime (PATCH /v1/config, persisted) */
+jobq_settings *jobq_settings_new(void);
+void jobq_settings_free(jobq_settings *s);
+/* Reads a JSON config file; -1 with *err (new, g_free) naming the file and field. */
+int jobq_settings_load_file(jobq_settings *s, const char *path, char **err);
+/* --max-active-jobs N, --tier NAME=LIMIT[/PRIORITY]; -1 with *err. */
+int jobq_settings_flag_max_active(jobq_settings *s, const char *arg, char **err);
+int jobq_settings_flag_tier(jobq_settings *s, const char *arg, char **err);
+/* The stored runtime layer (document "config"/"runtime"). */
+int jobq_settings_load_runtime(jobq_settings *s, const char *body);
+/* Pushes the effective tiers and cap into the engine. */
+void jobq_settings_apply(jobq_settings *s, jobq_engine *e, int64_t now);
+/* Creates or patches the file's queues; -1 with *err. */
+int jobq_settings_apply_queues(jobq_settings *s, jobq_engine *e, int64_t now, char **err);
+jobq_settings *jobq_app_settings(jobq_app *a);
 
 /* ---- helpers (common.c) */
 /* The request body as a JSON value (new reference). Empty body → {} unless required. On
@@ -104,6 +124,8 @@ void jobq_h_healthz(jobq_req *rq);
 void jobq_h_readyz(jobq_req *rq);
 void jobq_h_stats(jobq_req *rq);
 void jobq_h_workers(jobq_req *rq);
+void jobq_h_config_get(jobq_req *rq);
+void jobq_h_config_patch(jobq_req *rq);
 
 void jobq_h_queues_list(jobq_req *rq);
 void jobq_h_queue_create(jobq_req *rq);

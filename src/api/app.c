@@ -42,6 +42,7 @@ typedef struct fetcher {
     size_t nq;
     size_t count;
     char *worker;
+    jobq_resources *capacity; /* or NULL */
     int64_t deadline;
     GList link; /* in a->fetchers; data = this */
 } fetcher;
@@ -86,6 +87,7 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
     jobq_streams *streams; /* /v1/events subscribers */
 };
@@ -106,6 +108,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_settings *jobq_app_settings(jobq_app *a)
+{
+    return a->settings;
 }
 
 jobq_bus *jobq_app_bus(jobq_app *a)
@@ -259,6 +266,7 @@ static void fetcher_free(fetcher *f)
         g_free(f->queues[i]);
     g_free(f->queues);
     g_free(f->worker);
+    jobq_resources_free(f->capacity);
     g_free(f);
 }
 
@@ -289,10 +297,12 @@ static void on_fetch_gone(jobq_req *rq, void *ud)
 }
 
 void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, size_t nq,
-                         size_t count, const char *worker, int64_t deadline)
+                         size_t count, const char *worker, jobq_resources *capacity,
+                         int64_t deadline)
 {
     fetcher *f = g_new0(fetcher, 1);
 
+    f->capacity = capacity;
     f->rq = rq;
     f->queues = g_new(char *, nq);
     for (size_t i = 0; i < nq; i++)
@@ -330,8 +340,8 @@ static void serve_fetchers(jobq_app *a)
             cap = f->count;
             jobs = g_renew(jobq_job *, jobs, cap);
         }
-        n = jobq_engine_fetch(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker, now,
-                              jobs);
+        n = jobq_engine_fetch_fit(a->e, (const char *const *)f->queues, f->nq, f->count, f->worker,
+                                  f->capacity, now, jobs);
         if (n)
             fetch_reply(a, f, jobs, n);
     }
@@ -540,10 +550,10 @@ static int recovery_gate(jobq_req *rq)
  * API layer that keeps them (by kind). A kind nobody claims is left alone. */
 static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
 {
-    (void)ud;
-    (void)kind;
-    (void)id;
-    (void)body;
+    jobq_app *a = ud;
+
+    if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
+        return jobq_settings_load_runtime(a->settings, body);
     return 0;
 }
 
@@ -562,6 +572,16 @@ static void load_done(uv_work_t *w, int status)
 
     if (rc == 0)
         rc = jobq_engine_load_done(a->e, jobq_app_now());
+    if (rc == 0) {
+        /* settings: the file and flags as given, the runtime layer as stored */
+        char *err = NULL;
+        jobq_settings_apply(a->settings, a->e, jobq_app_now());
+        if (jobq_settings_apply_queues(a->settings, a->e, jobq_app_now(), &err)) {
+            fprintf(stderr, "jobqd: config: %s\n", err);
+            g_free(err);
+            rc = JOBQ_EINVAL;
+        }
+    }
     if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
         rc = JOBQ_ESTORE;
     if (rc) {
@@ -598,6 +618,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     g_queue_init(&a->fetchers);
     g_queue_init(&a->results);
     a->host = g_strdup(cfg->listen_host);
+    a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
 
@@ -744,5 +765,6 @@ void jobq_app_free(jobq_app *a)
     g_array_free(a->wait_inflight, TRUE);
     g_free(a->host);
     g_free(a->data_dir);
+    jobq_settings_free(a->settings);
     g_free(a);
 }

@@ -45,6 +45,9 @@ const jobq_route jobq_routes[] = {
     {"GET", "/v1/stats", jobq_h_stats},
     {"GET", "/v1/events", jobq_h_events},
 
+    {"GET", "/v1/config", jobq_h_config_get},
+    {"PATCH", "/v1/config", jobq_h_config_patch},
+
     {"GET", "/v1/schedules", jobq_h_schedules_list},
     {"POST", "/v1/schedules", jobq_h_schedule_create},
     {"GET", "/v1/schedules/{}", jobq_h_schedule_get},

@@ -81,7 +81,8 @@ static void lease_error(jobq_req *rq, int rc, const jobq_job *j)
 
 void jobq_h_fetch(jobq_req *rq)
 {
-    static const char *const keys[] = {"queues", "queue", "count", "wait_ms", "worker", NULL};
+    static const char *const keys[] = {"queues", "queue",  "count",   "wait_ms",
+                                       "worker", "capacity", NULL};
     jobq_app *a = jobq_req_app(rq);
     jobq_engine *e = jobq_app_engine(a);
     json_t *body, *v;
@@ -90,6 +91,7 @@ void jobq_h_fetch(jobq_req *rq)
     int64_t wait = 0, now = jobq_app_now();
     const char *worker = "anonymous";
     jobq_job **jobs = NULL;
+    jobq_resources *cap = NULL;
 
     if (!jobq_app_writable(a, rq))
         return;
@@ -149,9 +151,17 @@ void jobq_h_fetch(jobq_req *rq)
         }
         worker = json_string_value(v);
     }
+    v = json_object_get(body, "capacity");
+    if (v) {
+        const char *why;
+        if (!(cap = jobq_resources_parse(v, &why))) {
+            jobq_api_bad_field(rq, "capacity", why);
+            goto out;
+        }
+    }
     jobq_engine_worker_seen(e, worker, names, nq, now);
     jobs = g_new(jobq_job *, count);
-    n = jobq_engine_fetch(e, names, nq, count, worker, now, jobs);
+    n = jobq_engine_fetch_fit(e, names, nq, count, worker, cap, now, jobs);
     if (n || !wait) {
         GString *o = g_string_sized_new(64 + n * 768);
         g_string_append(o, "{\"jobs\":[");
@@ -163,9 +173,11 @@ void jobq_h_fetch(jobq_req *rq)
         g_string_append(o, "]}");
         jobq_api_gstring(rq, 200, o);
     } else {
-        jobq_app_park_fetch(a, rq, names, nq, count, worker, now + wait);
+        jobq_app_park_fetch(a, rq, names, nq, count, worker, cap, now + wait);
+        cap = NULL;
     }
 out:
+    jobq_resources_free(cap);
     g_free(jobs);
     g_free(names);
     json_decref(body);
@@ -301,8 +313,9 @@ out:
 /* Parses a failure (the "error" object and "retry_in_ms") into f; strings are borrowed from
  * the JSON, *details is new (free()). NULL on success, else the reason, with *field naming
  * the offending field. */
-static const char *parse_failure(const json_t *err, const json_t *retry_in, jobq_failure *f,
-                                 char **details, const char **field)
+static const char *parse_failure(const json_t *err, const json_t *retry_in,
+                                 const json_t *queue_backoff, jobq_failure *f, char **details,
+                                 const char **field)
 {
     json_t *v;
     const char *key;
@@ -346,6 +359,13 @@ static const char *parse_failure(const json_t *err, const json_t *retry_in, jobq
             return "must be a non-negative integer (ms)";
         }
         f->retry_in_ms = json_integer_value(retry_in);
+    }
+    if (queue_backoff) {
+        if (!json_is_boolean(queue_backoff)) {
+            *field = "queue_backoff";
+            return "must be true or false";
+        }
+        f->queue_backoff = json_is_true(queue_backoff);
     }
     return NULL;
 }
@@ -396,7 +416,7 @@ out:
 
 void jobq_h_fail(jobq_req *rq)
 {
-    static const char *const keys[] = {"lease", "error", "retry_in_ms", NULL};
+    static const char *const keys[] = {"lease", "error", "retry_in_ms", "queue_backoff", NULL};
     jobq_app *a = jobq_req_app(rq);
     jobq_job *j;
     json_t *body = NULL;
@@ -413,7 +433,8 @@ void jobq_h_fail(jobq_req *rq)
     {
         const char *field,
             *why = parse_failure(json_object_get(body, "error"),
-                                 json_object_get(body, "retry_in_ms"), &f, &details, &field);
+                                 json_object_get(body, "retry_in_ms"),
+                                 json_object_get(body, "queue_backoff"), &f, &details, &field);
         if (why) {
             jobq_api_bad_field(rq, field, why);
             goto out;
@@ -480,7 +501,8 @@ out:
 /* One ack: complete (result: JSON text or NULL) or, with err, fail. Appends its result
  * object to o. id/lease NULL: the item lacked them. */
 static void ack_one(jobq_app *a, const char *id, const char *lease, const char *result,
-                    const json_t *err, const json_t *retry_in, GString *o, int64_t now)
+                    const json_t *err, const json_t *retry_in, const json_t *qb, GString *o,
+                    int64_t now)
 {
     jobq_engine *e = jobq_app_engine(a);
     jobq_job *j;
@@ -502,7 +524,7 @@ static void ack_one(jobq_app *a, const char *id, const char *lease, const char *
         jobq_failure f;
         char *details = NULL;
         const char *field;
-        msg = parse_failure(err, retry_in, &f, &details, &field);
+        msg = parse_failure(err, retry_in, qb, &f, &details, &field);
         if (msg) {
             status = 400;
             code = "invalid_argument";
@@ -532,7 +554,7 @@ static void ack_one(jobq_app *a, const char *id, const char *lease, const char *
 /* ---- acks read straight from the text (the common shape), see fast_acks */
 
 typedef struct fast_ack {
-    jobq_jspan id, lease, result, error, retry;
+    jobq_jspan id, lease, result, error, retry, qb;
     int dup;
 } fast_ack;
 
@@ -564,6 +586,8 @@ static int ack_member(void *ud, jobq_jspan k, jobq_jspan v)
         return set_once(&f->error, v, &f->dup);
     if (KEY("retry_in_ms"))
         return set_once(&f->retry, v, &f->dup);
+    if (KEY("queue_backoff"))
+        return set_once(&f->qb, v, &f->dup);
 #undef KEY
     if (memchr(k.p, '\\', k.len))
         f->dup = 1; /* an escaped key could be one of the above: leave it to jansson */
@@ -637,13 +661,15 @@ static GString *fast_acks_answer(jobq_app *a, const char *text, size_t len, int6
             f->error.p ? json_loadb(f->error.p, f->error.len, JSON_DECODE_ANY, NULL) : NULL;
         json_t *retry =
             f->retry.p ? json_loadb(f->retry.p, f->retry.len, JSON_DECODE_ANY, NULL) : NULL;
+        json_t *qb = f->qb.p ? json_loadb(f->qb.p, f->qb.len, JSON_DECODE_ANY, NULL) : NULL;
         if (i)
             g_string_append_c(o, ',');
         ack_one(a, plain(f->id, idb, sizeof idb), plain(f->lease, leaseb, sizeof leaseb), result,
-                err, retry, o, now);
+                err, retry, qb, o, now);
         g_free(result);
         json_decref(err);
         json_decref(retry);
+        json_decref(qb);
     }
     g_string_append(o, "]}");
 out:
@@ -687,7 +713,8 @@ void jobq_h_ack(jobq_req *rq)
             g_string_append_c(o, ',');
         ack_one(a, json_is_object(item) ? json_string_value(id) : NULL,
                 json_is_object(item) ? json_string_value(lease) : NULL, result,
-                json_object_get(item, "error"), json_object_get(item, "retry_in_ms"), o, now);
+                json_object_get(item, "error"), json_object_get(item, "retry_in_ms"),
+                json_object_get(item, "queue_backoff"), o, now);
         free(result);
     }
     g_string_append(o, "]}");

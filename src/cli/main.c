@@ -293,6 +293,7 @@ static const char main_usage[] =
     "  dead [--queue Q]                failed jobs (the dead-letter set)\n"
     "  stats [--queue Q]               counts, totals and rates\n"
     "  workers                         workers seen in the last minute\n"
+    "  config get|set [OPTIONS]        server settings: max_active_jobs, tiers\n"
     "  worker --queue Q --exec CMD     run jobs with a shell command\n"
     "\n"
     "Global options:\n"
@@ -317,11 +318,14 @@ static const struct command commands[] = {
      "  --type T                 free label, e.g. INGEST\n"
      "  --description TEXT\n"
      "  --concurrency N          max active jobs across all workers (0 = unlimited)\n"
-     "  --group-concurrency N    max active jobs per group (stored; enforced by a later\n"
-     "                           release)\n"
+     "  --group-concurrency N    max active jobs per group (0 = unlimited; a tier's limit\n"
+     "                           applies too: the smaller wins)\n"
+     "  --fairness F             fifo or round_robin across groups within a priority\n"
+     "                           (default: round_robin when groups are limited)\n"
+     "  --circuit-breaker N/MS   open after N consecutive provider errors, probe every MS\n"
      "  --max-size N             waiting+scheduled cap\n"
      "  --max-stalls N           stalls before a job fails\n"
-     "  --rate-limit MAX/PER_MS  e.g. 100/60000 (stored; enforced by a later release)\n"
+     "  --rate-limit MAX/PER_MS  at most MAX jobs started per PER_MS window, e.g. 100/60000\n"
      "  --attempts N             default max_attempts of its jobs\n"
      "  --timeout MS             default timeout_ms of its jobs\n"
      "  --lease-ms MS            default lease_ms of its jobs\n"
@@ -367,6 +371,19 @@ static const struct command commands[] = {
      "Usage: jobq dead [--queue Q] [--limit N] [--cursor C]\n\nLists failed jobs.\n"},
     {"stats", jobq_cli_stats,
      "Usage: jobq stats [--queue Q]\n\nShows counts, totals and rates, overall or of one queue.\n"},
+    {"config", jobq_cli_config,
+     "Usage: jobq config get\n"
+     "       jobq config set [--max-active-jobs N|none] [--tier NAME=LIMIT[/PRIORITY]]...\n"
+     "                       [--drop-tier NAME]...\n"
+     "\n"
+     "Shows or changes the server's runtime settings (GET/PATCH /v1/config). A value set\n"
+     "here is kept across restarts and wins over the config file until dropped: 'none'\n"
+     "drops max_active_jobs, --drop-tier a tier (the file's or shipped value applies again).\n"
+     "\n"
+     "  --max-active-jobs N   most jobs active at once across all queues (0 = no cap)\n"
+     "  --tier NAME=L[/P]     tier NAME: at most L active jobs per group, default priority P\n"
+     "                        (-1000..1000 or low|normal|high|urgent)\n"
+     "  --drop-tier NAME      drop the runtime setting of tier NAME\n"},
     {"workers", jobq_cli_workers,
      "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
     {"worker", jobq_cli_worker,

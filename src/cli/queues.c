@@ -75,7 +75,9 @@ static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
         O_LEASE,
         O_PRIO,
         O_STATUS,
-        O_OPTIONS
+        O_OPTIONS,
+        O_FAIR,
+        O_CB
     };
     static const struct option opts[] = {{"type", required_argument, NULL, O_TYPE},
                                          {"description", required_argument, NULL, O_DESC},
@@ -90,6 +92,8 @@ static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
                                          {"priority", required_argument, NULL, O_PRIO},
                                          {"status", required_argument, NULL, O_STATUS},
                                          {"options", required_argument, NULL, O_OPTIONS},
+                                         {"fairness", required_argument, NULL, O_FAIR},
+                                         {"circuit-breaker", required_argument, NULL, O_CB},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *cmd = "queue";
@@ -135,6 +139,23 @@ static int queue_options(int argc, char **argv, json_t *body, bool *want_help)
             if (json_object_set_new(
                     body, "rate_limit",
                     json_pack("{sIsI}", "max", (json_int_t)max, "per_ms", (json_int_t)per)) < 0)
+                rc = jobq_cli_out_of_memory();
+            break;
+        case O_FAIR:
+            if (json_object_set_new(body, "fairness", json_string(optarg)) < 0)
+                rc = jobq_cli_out_of_memory();
+            break;
+        case O_CB:
+            slash = strchr(optarg, '/');
+            if (!slash)
+                return jobq_cli_usage(cmd, "--circuit-breaker needs FAILURES/COOLDOWN_MS");
+            *slash = '\0';
+            if (jobq_cli_parse_int(optarg, 1, INT32_MAX, &max) < 0 ||
+                jobq_cli_parse_int(slash + 1, 0, INT64_MAX, &per) < 0)
+                return jobq_cli_usage(cmd, "--circuit-breaker needs FAILURES/COOLDOWN_MS");
+            if (json_object_set_new(body, "circuit_breaker",
+                                    json_pack("{sIsI}", "failures", (json_int_t)max,
+                                              "cooldown_ms", (json_int_t)per)) < 0)
                 rc = jobq_cli_out_of_memory();
             break;
         case O_ATTEMPTS:

@@ -551,9 +551,10 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
             if (json_is_null(v)) {
                 o->rate_max = o->rate_per_ms = 0;
             } else if (!json_is_object(v) || get_count(json_object_get(v, "max"), &o->rate_max) ||
+                       o->rate_max < 1 || o->rate_max > 1000000 ||
                        get_ms(json_object_get(v, "per_ms"), 1, &o->rate_per_ms) ||
                        json_object_size(v) != 2) {
-                *why = "must be {\"max\": N, \"per_ms\": MS} or null";
+                *why = "must be {\"max\": 1..1000000, \"per_ms\": MS} or null";
                 return JOBQ_EINVAL;
             }
             o->set |= JOBQ_QO_RATE_LIMIT;
@@ -599,6 +600,19 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
                 return JOBQ_EINVAL;
             }
             o->set |= c ? JOBQ_QO_KEEP_COMPLETED : JOBQ_QO_KEEP_FAILED;
+        } else if (!strcmp(key, "fairness")) {
+            const char *f = json_string_value(v);
+            if (json_is_null(v))
+                o->fairness = JOBQ_FAIR_AUTO;
+            else if (f && !strcmp(f, "fifo"))
+                o->fairness = JOBQ_FAIR_FIFO;
+            else if (f && !strcmp(f, "round_robin"))
+                o->fairness = JOBQ_FAIR_ROUND_ROBIN;
+            else {
+                *why = "must be fifo, round_robin or null (round_robin when groups are limited)";
+                return JOBQ_EINVAL;
+            }
+            o->set |= JOBQ_QO_FAIRNESS;
         } else if (!strcmp(key, "status")) {
             int st = json_is_string(v) ? jobq_qstatus_parse(json_string_value(v)) : -1;
             if (st < 0 || st == JOBQ_Q_ERROR) {

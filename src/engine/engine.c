@@ -190,6 +190,7 @@ static void extra_free(jobq_job_extra *x)
     g_free(x->progress);
     g_free(x->checkpoint);
     g_free(x->worker);
+    jobq_resources_free(x->req);
     g_free(x);
 }
 
@@ -312,6 +313,7 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     e->fresh = g_ptr_array_new();
     g_queue_init(&e->inflight);
     e->graveyard = g_ptr_array_new();
+    jobq_limits_init(e);
     e->event_seq = 1;
     e->ev_buf = g_string_sized_new(512);
     e->ev_fields = g_string_sized_new(256);
@@ -326,6 +328,7 @@ void jobq_worker_free(gpointer p)
         g_free(w->queues[i]);
     g_free(w->queues);
     g_free(w->id);
+    jobq_resources_free(w->used);
     g_free(w);
 }
 
@@ -374,6 +377,7 @@ void jobq_engine_free(jobq_engine *e)
     g_ptr_array_free(e->dirty_queues, TRUE);
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
+    jobq_limits_fini(e);
     g_string_free(e->ev_buf, TRUE);
     g_string_free(e->ev_fields, TRUE);
     g_free(e);
@@ -453,6 +457,11 @@ int64_t jobq_engine_next_timer(const jobq_engine *e)
 {
     int64_t t = e->ntimers ? e->timers[0].at : INT64_MAX;
 
+    if (e->waking->len) { /* a rate window, a queue backoff or a breaker cooldown ends */
+        int64_t w = jobq_wake_next(e);
+        if (w < t)
+            t = w;
+    }
     t = MIN(t, jobq_scheds_next(e)); /* schedules keep their own due set */
 
     /* retention by age is swept once a second while a queue keeps final jobs */
@@ -494,8 +503,9 @@ static jobq_list *list_of(jobq_queue *q, int list)
 
 void jobq_unready(jobq_engine *e, jobq_job *j)
 {
-    (void)e;
     if (j->ready) {
+        if (j->x && j->x->gready)
+            jobq_group_unready(e, j);
         g_sequence_remove(j->ready);
         j->ready = NULL;
     }
@@ -530,6 +540,8 @@ static void place(jobq_engine *e, jobq_job *j)
             jobq_list_move(j, JL_PENDING);
         } else {
             j->ready = g_sequence_insert_sorted(j->q->ready, j, jobq_ready_cmp, NULL);
+            if (j->q->fair)
+                jobq_group_ready(e, j);
             if (jobq_queue_can_dispatch(j->q))
                 jobq_notify_ready(e, j->q);
         }
@@ -594,6 +606,11 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
     j->updated_at = now;
     jobq_hist(e, j, from, to, now);
     jobq_mark_dirty(e, j);
+    /* limits count active jobs (groups, the server-wide cap, worker resources) */
+    if (from == JOBQ_ACTIVE)
+        jobq_left_active(e, j, now);
+    else if (to == JOBQ_ACTIVE)
+        jobq_entered_active(e, j);
     place(e, j);
     jobq_event_state(e, j, from, now);
 }
@@ -614,9 +631,10 @@ void jobq_job_destroy(jobq_engine *e, jobq_job *j, int64_t now)
 {
     jobq_queue *q = j->q;
 
-    (void)now;
     if (j->state == JOBQ_ACTIVE && j->x && j->x->worker)
         jobq_worker_active(e, j->x->worker, -1);
+    if (j->state == JOBQ_ACTIVE)
+        jobq_left_active(e, j, now);
     jobq_timer_clear(e, j);
     jobq_unready(e, j);
     q->counts[j->state]--;
@@ -913,6 +931,8 @@ void jobq_engine_tick(jobq_engine *e, int64_t now)
             break;
         }
     }
+    if (e->waking->len)
+        jobq_wake_fire(e, now);
     jobq_scheds_tick(e, now);
     if (now >= e->last_worker_prune + 60000) {
         /* workers gone for an hour with nothing running are forgotten */
@@ -986,12 +1006,22 @@ static void attempt_timed_out(jobq_engine *e, jobq_job *j, int64_t now)
 
 /* ---------------------------------------------------------------- dispatch */
 
-static jobq_job *ready_head(jobq_queue *q)
+/* The job q would hand out next to a worker with capacity cap (NULL: none declared), or
+ * NULL. Plain queues take the head of q->ready; grouped ones the first unsaturated slot. */
+static jobq_job *ready_head(jobq_engine *e, jobq_queue *q, jobq_worker *w,
+                            const jobq_resources *cap, int64_t now, jobq_job **passed)
 {
     GSequenceIter *it;
 
+    *passed = NULL;
     if (!q || q->deleted || !jobq_queue_can_dispatch(q))
         return NULL;
+    if (q->gated && (!g_sequence_get_length(q->ready) || !jobq_gate_open(e, q, now)))
+        return NULL;
+    if (cap)
+        return jobq_fit_pick(e, q, w, cap, passed);
+    if (q->fair)
+        return jobq_fair_head(q);
     it = g_sequence_get_begin_iter(q->ready);
     return g_sequence_iter_is_end(it) ? NULL : g_sequence_get(it);
 }
@@ -1020,7 +1050,15 @@ static void activate(jobq_engine *e, jobq_job *j, const char *worker, int64_t no
 size_t jobq_engine_fetch(jobq_engine *e, const char *const *queues, size_t nq, size_t count,
                          const char *worker, int64_t now, jobq_job **out)
 {
+    return jobq_engine_fetch_fit(e, queues, nq, count, worker, NULL, now, out);
+}
+
+size_t jobq_engine_fetch_fit(jobq_engine *e, const char *const *queues, size_t nq, size_t count,
+                             const char *worker, const jobq_resources *cap, int64_t now,
+                             jobq_job **out)
+{
     jobq_queue *qs[64];
+    jobq_worker *w = cap && worker ? g_hash_table_lookup(e->workers, worker) : NULL;
     size_t n = 0, m = 0;
 
     for (size_t i = 0; i < nq && m < 64; i++) {
@@ -1029,16 +1067,28 @@ size_t jobq_engine_fetch(jobq_engine *e, const char *const *queues, size_t nq, s
             qs[m++] = q;
     }
     while (n < count) {
-        jobq_job *best = NULL;
+        jobq_job *best = NULL, *best_passed = NULL;
 
+        if (e->max_active > 0 && e->nactive >= e->max_active)
+            break;
         for (size_t i = 0; i < m; i++) {
-            jobq_job *h = ready_head(qs[i]);
-            if (h && (!best || jobq_ready_cmp(h, best, NULL) < 0))
+            jobq_job *passed, *h = ready_head(e, qs[i], w, cap, now, &passed);
+            if (h && (!best || jobq_ready_cmp(h, best, NULL) < 0)) {
                 best = h;
+                best_passed = passed;
+            }
         }
         if (!best)
             break;
+        if (best_passed) /* a bigger job was passed over for this one */
+            best_passed->x->skips++;
+        if (best->x)
+            best->x->skips = 0;
         activate(e, best, worker, now);
+        if (best->q->gated)
+            jobq_dispatched(e, best->q, best, now);
+        if (cap && !w)
+            w = g_hash_table_lookup(e->workers, worker ? worker : "anonymous");
         out[n++] = best;
     }
     return n;

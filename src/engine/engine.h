@@ -109,7 +109,11 @@ enum {
     JOBQ_QO_CIRCUIT_BREAKER = 1 << 10,
     JOBQ_QO_ALERT = 1 << 11,
     JOBQ_QO_STATUS = 1 << 12,
+    JOBQ_QO_FAIRNESS = 1 << 13,
 };
+
+/* Dispatch order within one priority level (queue option "fairness"). */
+enum { JOBQ_FAIR_AUTO = 0, JOBQ_FAIR_FIFO, JOBQ_FAIR_ROUND_ROBIN };
 
 typedef struct jobq_job_defaults {
     int max_attempts;      /* default 3 */
@@ -135,6 +139,8 @@ typedef struct jobq_queue_opts {
     int64_t alert_backlog;               /* default 100 */
     double alert_error_rate;             /* percent, default 10 */
     int status;                          /* JOBQ_QSTATUS_*, with JOBQ_QO_STATUS */
+    int fairness;                        /* JOBQ_FAIR_*; AUTO: round-robin when groups are
+                                            limited, else fifo */
 } jobq_queue_opts;
 
 /* Fills `o` with the shipped defaults (set = 0). jobq_queue_opts_clear frees owned fields. */
@@ -151,6 +157,8 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
 /* Queue read-outs. */
 const char *jobq_queue_name(const jobq_queue *q);
 const char *jobq_queue_id(const jobq_queue *q);
+/* The status as clients see it: `error` while the circuit breaker is open or half-open on a
+ * queue that is otherwise active. */
 int jobq_queue_status(const jobq_queue *q);
 const jobq_queue_opts *jobq_queue_options(const jobq_queue *q);
 int64_t jobq_queue_count(const jobq_queue *q, int state);
@@ -366,10 +374,49 @@ size_t jobq_engine_job_list(const jobq_engine *e, const jobq_job_filter *f, cons
  * not active under that lease) before changing anything. */
 
 /* Hands out up to `count` ready jobs from `queues` (names; unknown ones are skipped),
- * highest priority first across them, FIFO within a priority, honouring pause and queue
- * concurrency. Returns how many were put in out[]. */
+ * highest priority first across them, then FIFO or round-robin across groups within a
+ * priority (the queue's fairness), honouring pause, queue concurrency, group and tier
+ * limits, rate limits, the circuit breaker and the server-wide cap. Returns how many were
+ * put in out[]. */
 size_t jobq_engine_fetch(jobq_engine *e, const char *const *queues, size_t nq, size_t count,
                          const char *worker, int64_t now, jobq_job **out);
+
+/* Resources: a map of name → non-negative number (a job's `requires`, a worker's
+ * `capacity`). */
+typedef struct jobq_resources jobq_resources;
+/* Parses a JSON object of at most 32 names (≤ 128 bytes) → numbers ≥ 0. NULL with *why on
+ * error. New; free with jobq_resources_free (takes NULL). */
+jobq_resources *jobq_resources_parse(const json_t *v, const char **why);
+void jobq_resources_free(jobq_resources *r);
+
+/* As jobq_engine_fetch, for a worker that declares its capacity (borrowed; NULL = none):
+ * a job is handed out only if its `requires` fits in the capacity less what the worker's
+ * active jobs require. A job that does not fit is skipped; one skipped RESERVE_AFTER times
+ * while it could fit this worker's whole capacity reserves it (see docs/limits.md). */
+size_t jobq_engine_fetch_fit(jobq_engine *e, const char *const *queues, size_t nq, size_t count,
+                             const char *worker, const jobq_resources *capacity, int64_t now,
+                             jobq_job **out);
+
+/* ---- server-wide limits (docs/limits.md) */
+typedef struct jobq_tier {
+    int64_t group_concurrency; /* 0 = no limit */
+    int has_priority;
+    int priority; /* default priority of jobs with this tier */
+} jobq_tier;
+/* Sets (t non-NULL) or removes a tier. Groups already waiting follow the new limit at once. */
+void jobq_engine_set_tier(jobq_engine *e, const char *name, const jobq_tier *t, int64_t now);
+/* Removes every tier. */
+void jobq_engine_clear_tiers(jobq_engine *e, int64_t now);
+/* 0 and *out filled, or JOBQ_ENOTFOUND. */
+int jobq_engine_get_tier(const jobq_engine *e, const char *name, jobq_tier *out);
+/* Calls fn for every tier in name order. */
+void jobq_engine_tiers_each(const jobq_engine *e,
+                            void (*fn)(void *ud, const char *name, const jobq_tier *t), void *ud);
+/* Most jobs active at once across all queues (0 = no cap). Applies to the next dispatch;
+ * running jobs finish. */
+void jobq_engine_set_max_active(jobq_engine *e, int64_t n, int64_t now);
+int64_t jobq_engine_max_active(const jobq_engine *e);
+int64_t jobq_engine_active_total(const jobq_engine *e);
 
 /* Extends the lease by extend_ms (0: the job's lease_ms). checkpoint (JSON text or NULL) is
  * stored. *changed_durable is set to 1 when the call wrote something that must be durable
@@ -390,6 +437,7 @@ typedef struct jobq_failure {
     int retryable;       /* default 1 */
     const char *details; /* JSON text or NULL */
     int64_t retry_in_ms; /* -1: backoff */
+    int queue_backoff;   /* rate_limit with retry_in_ms: pause the whole queue that long */
 } jobq_failure;
 int jobq_engine_fail(jobq_engine *e, jobq_job *j, const char *lease, const jobq_failure *f,
                      int64_t now, int *repeat);

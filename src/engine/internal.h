@@ -68,6 +68,14 @@ typedef struct jobq_job_extra {
     int log_n;       /* log lines written (next n) */
     int log_first;   /* n of the oldest kept line */
     int log_attempt; /* attempt the last lines belong to */
+    /* limits (limits.c) */
+    jobq_resources *req;        /* parsed `requires`, or NULL */
+    struct jobq_group *grp;     /* its group while ready or active in a grouped queue */
+    struct jobq_gslot *slot;    /* the (group, priority) slot holding it while ready */
+    GSequenceIter *gready;      /* its place in slot->jobs */
+    uint32_t skips;             /* fetches that passed over it for lack of capacity */
+    uint8_t gcounted;           /* counted in grp->active */
+    uint8_t charged;            /* its req counted in its worker's used resources */
 } jobq_job_extra;
 
 /* A heap entry: the key lives here, not in the job, so waiting jobs do not pay for it. */
@@ -105,6 +113,41 @@ struct jobq_job {
 #define JOB_OF_QLINK(l) ((jobq_job *)((char *)(l)-offsetof(jobq_job, qlink)))
 #define JOB_OF_ALINK(l) ((jobq_job *)((char *)(l)-offsetof(jobq_job, alink)))
 
+/* Resources: parallel arrays of names and amounts. */
+struct jobq_resources {
+    size_t n;
+    char **names;
+    double *v;
+};
+
+/* Grouped dispatch (limits.c). A queue whose groups are limited, or that asks for
+ * round-robin, keeps its ready jobs twice: in q->ready (position, listing, clear) and in
+ * one FIFO per (group, priority), a slot. Slots whose group is below its limit sit in
+ * q->slots ordered by (priority desc, key asc): the first slot's first job is the next to
+ * hand out. key is the slot's turn (round-robin: a slot served goes to the back) or its
+ * first job's seq (fifo). A saturated group's slots leave q->slots and come back when one
+ * of its jobs stops being active, so a fetch never looks at a saturated group. */
+typedef struct jobq_gslot {
+    struct jobq_group *g;
+    int priority;
+    int64_t key;
+    GSequence *jobs;       /* ready jobs, by seq */
+    GSequenceIter *it;     /* in q->slots, or NULL while the group is saturated */
+    struct jobq_gslot *next; /* in g->slots */
+} jobq_gslot;
+
+typedef struct jobq_group {
+    char *name; /* "" for jobs without a group (never limited) */
+    char *tier; /* tier of its latest job that named one, or NULL */
+    int64_t active;
+    int64_t limit; /* effective limit, 0 = none */
+    int saturated;
+    jobq_gslot *slots;
+} jobq_group;
+
+/* Circuit breaker states. */
+enum { CB_CLOSED = 0, CB_OPEN, CB_HALF_OPEN };
+
 struct jobq_queue {
     char id[37];
     char *name;
@@ -123,6 +166,22 @@ struct jobq_queue {
     double rate;
     int64_t rate_at;
     int64_t rate_n;
+    /* limits (limits.c) */
+    int fair;           /* grouped dispatch */
+    int rr;             /* round-robin within a priority (else fifo) */
+    int tiered;         /* has had a job with both group and tier */
+    GHashTable *groups; /* name → jobq_group*, while fair */
+    GSequence *slots;   /* see jobq_gslot */
+    int64_t turn;
+    int gated;              /* any of the gates below may close the queue */
+    int64_t *rate_ring;     /* dispatch times in the window, a circular buffer */
+    size_t rate_head, rate_len, rate_cap;
+    int64_t backoff_until;  /* queue_backoff: no dispatch before this (ms since epoch) */
+    int cb_state;           /* CB_* */
+    int64_t cb_fails;       /* consecutive provider failures */
+    int64_t cb_until;       /* open: no trial before this */
+    jobq_job *cb_trial;     /* half-open: the one trial job */
+    int64_t wake_at;        /* a gate opens then: tell parked fetches (0 = none) */
 };
 
 typedef struct jobq_worker {
@@ -131,6 +190,7 @@ typedef struct jobq_worker {
     size_t nq;
     int64_t active;
     int64_t last_seen_at;
+    jobq_resources *used; /* what its active jobs require, NULL = nothing */
 } jobq_worker;
 
 struct jobq_engine {
@@ -161,6 +221,11 @@ struct jobq_engine {
     int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
+    /* limits (limits.c) */
+    int64_t nactive;    /* active jobs across all queues */
+    int64_t max_active; /* 0 = no cap */
+    GHashTable *tiers;  /* name → jobq_tier* */
+    GPtrArray *waking;  /* queues with a wake_at */
     struct jobq_scheds *scheds; /* recurring jobs (schedule.c), NULL until the first */
     /* events (event.c) */
     uint64_t event_seq;          /* the next event's seq */
@@ -218,14 +283,32 @@ void jobq_queue_free(jobq_queue *q);
 char *jobq_queue_config_text(const jobq_queue *q); /* JSON for the store (new, g_free) */
 void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age);
 int jobq_valid_name(const char *s);
-int jobq_valid_job_id(const char *s); /* event.c */
-void jobq_event_state(jobq_engine *e, jobq_job *j, int from, int64_t now);
-void jobq_event_progress(jobq_engine *e, jobq_job *j, int64_t now);
-void jobq_event_queue(jobq_engine *e, jobq_queue *q, const char *type, int64_t now);
-void jobq_event_take(jobq_engine *e, jobq_batch *b);
-void jobq_event_load_mark(jobq_engine *e, const char *value);
+int jobq_valid_job_id(const char *s); /* codec.c */
 
-/* codec.c */
+/* limits.c */
+void jobq_limits_init(jobq_engine *e);
+void jobq_limits_fini(jobq_engine *e);
+void jobq_queue_limits_free(jobq_queue *q);
+void jobq_entered_active(jobq_engine *e, jobq_job *j);
+void jobq_left_active(jobq_engine *e, jobq_job *j, int64_t now);
+void jobq_group_ready(jobq_engine *e, jobq_job *j);   /* j went into q->ready (fair q) */
+void jobq_group_unready(jobq_engine *e, jobq_job *j); /* j leaves it */
+void jobq_fair_update(jobq_engine *e, jobq_queue *q); /* options or tiers changed */
+void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set);
+void jobq_limits_queue_deleted(jobq_engine *e, jobq_queue *q);
+int jobq_gate_open(jobq_engine *e, jobq_queue *q, int64_t now);
+void jobq_dispatched(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now);
+jobq_job *jobq_fair_head(jobq_queue *q);
+jobq_job *jobq_fit_pick(jobq_engine *e, jobq_queue *q, jobq_worker *w,
+                        const jobq_resources *cap, jobq_job **passed);
+void jobq_breaker_failure(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now);
+void jobq_breaker_success(jobq_engine *e, jobq_queue *q, int64_t now);
+void jobq_queue_backoff(jobq_engine *e, jobq_queue *q, int64_t until);
+int64_t jobq_wake_next(const jobq_engine *e);
+void jobq_wake_fire(jobq_engine *e, int64_t now);
+int jobq_tier_priority(const jobq_engine *e, const char *tier, int *out);
+jobq_resources *jobq_resources_from_text(const char *json);
+jobq_worker *jobq_worker_get(jobq_engine *e, const char *id);
 
 /* job.c */
 void jobq_worker_active(jobq_engine *e, const char *worker, int delta);

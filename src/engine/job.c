@@ -78,23 +78,11 @@ int64_t jobq_backoff_delay(const jobq_backoff *b, int attempt, double rnd)
 
 /* ---------------------------------------------------------------- workers */
 
-static jobq_worker *worker_get(jobq_engine *e, const char *id)
-{
-    jobq_worker *w = g_hash_table_lookup(e->workers, id);
-
-    if (!w) {
-        w = g_new0(jobq_worker, 1);
-        w->id = g_strdup(id);
-        g_hash_table_insert(e->workers, w->id, w);
-    }
-    return w;
-}
-
 void jobq_worker_active(jobq_engine *e, const char *worker, int delta)
 {
     if (e->loading)
         return;
-    worker_get(e, worker)->active += delta;
+    jobq_worker_get(e, worker)->active += delta;
 }
 
 void jobq_engine_worker_seen(jobq_engine *e, const char *worker, const char *const *queues,
@@ -104,7 +92,7 @@ void jobq_engine_worker_seen(jobq_engine *e, const char *worker, const char *con
 
     if (!worker || !*worker)
         return;
-    w = worker_get(e, worker);
+    w = jobq_worker_get(e, worker);
     w->last_seen_at = now;
     if (queues && nq) {
         int same = nq == w->nq;
@@ -207,10 +195,12 @@ int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
         } else if (!strcmp(key, "tags") || !strcmp(key, "requires")) {
             jobq_job_extra *x = jobq_extra(j);
             char *t = json_dumps(v, JSON_COMPACT);
-            if (!strcmp(key, "tags"))
+            if (!strcmp(key, "tags")) {
                 x->tags = g_strdup(t);
-            else
-            x->requires = g_strdup(t);
+            } else {
+                x->requires = g_strdup(t);
+                x->req = jobq_resources_from_text(t);
+            }
             free(t);
         } else if (!strcmp(key, "timeout_ms") && json_is_integer(v)) {
             j->timeout_ms = (int32_t)json_integer_value(v);
@@ -289,6 +279,12 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         if (rc)
             goto out;
     }
+    for (size_t i = 0; i < n && !q->tiered; i++) {
+        if (specs[i].group && specs[i].tier) { /* tier limits apply: grouped dispatch */
+            q->tiered = 1;
+            jobq_fair_update(e, q);
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const jobq_job_spec *s = &specs[i];
         char idbuf[37];
@@ -301,7 +297,15 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         j->q = q;
         j->seq = e->next_seq++;
         j->created_at = j->updated_at = now;
-        j->priority = (int16_t)(s->has_priority ? s->priority : q->o.defaults.priority);
+        {
+            /* an explicit priority, else the tier's, else the queue's default */
+            int p = q->o.defaults.priority;
+            if (s->has_priority)
+                p = s->priority;
+            else
+                jobq_tier_priority(e, s->tier, &p);
+            j->priority = (int16_t)p;
+        }
         j->max_attempts =
             (uint16_t)(s->max_attempts > 0 ? s->max_attempts : q->o.defaults.max_attempts);
         j->backoff = jobq_backoff_ref(s->backoff ? s->backoff : q->o.defaults.backoff);
@@ -315,6 +319,7 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
             x->project = dup_or_null(s->project);
             x->tags = dup_or_null(s->tags);
             x->requires = dup_or_null(s->requires);
+            x->req = jobq_resources_from_text(s->requires);
         }
         j->flags = JF_UNCOMMITTED;
         initial = s->run_at > now ? JOBQ_SCHEDULED : JOBQ_WAITING;
@@ -438,6 +443,8 @@ int jobq_engine_complete(jobq_engine *e, jobq_job *j, const char *lease, const c
     if (rc)
         return rc;
     jobq_engine_worker_seen(e, j->x->worker, NULL, 0, now);
+    if (j->q->cb_state != CB_CLOSED || j->q->cb_fails)
+        jobq_breaker_success(e, j->q, now);
     set_text(&j->x->result, result);
     j->attempt++;
     jobq_finalize(e, j, (j->flags & JF_CANCEL_REQUESTED) ? JOBQ_CANCELLED : JOBQ_COMPLETED, now);
@@ -474,6 +481,8 @@ void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64
     g_free(q->last_error);
     q->last_error = g_strdup(f->message ? f->message : "");
     jobq_queue_touch(e, q, now);
+    if (f->type && strcmp(f->type, "provider") == 0)
+        jobq_breaker_failure(e, q, j, now);
     if (j->flags & JF_CANCEL_REQUESTED) {
         jobq_finalize(e, j, JOBQ_CANCELLED, now);
         return;
@@ -494,6 +503,8 @@ void jobq_fail_attempt(jobq_engine *e, jobq_job *j, const jobq_failure *f, int64
     if (x->worker)
         jobq_worker_active(e, x->worker, -1);
     q->retried++;
+    if (rate_limited && f->queue_backoff && delay > 0) /* the provider said 429 to everyone */
+        jobq_queue_backoff(e, q, now + delay);
     if (delay <= 0) {
         e->ev_retry = 1; /* announced as a retry, not a stall */
         jobq_make_ready(e, j, now);
@@ -609,12 +620,12 @@ int jobq_engine_job_patch(jobq_engine *e, jobq_job *j, int has_priority, int pri
     if (has_run_at && j->state != JOBQ_SCHEDULED && j->state != JOBQ_RETRYING)
         return JOBQ_ESTATE;
     if (has_priority && j->priority != priority) {
+        int was_ready = j->ready != NULL;
+        if (was_ready) /* out of the indexes while its sort key changes */
+            jobq_unready(e, j);
         j->priority = (int16_t)priority;
-        if (j->ready) { /* re-sort: its position changes */
-            g_sequence_remove(j->ready);
-            j->ready = NULL;
+        if (was_ready) /* re-sort: its position changes */
             jobq_make_ready(e, j, now);
-        }
     }
     if (has_run_at) {
         if (run_at <= now) {

@@ -50,6 +50,7 @@ void jobq_queue_free(jobq_queue *q)
 {
     if (!q)
         return;
+    jobq_queue_limits_free(q);
     g_sequence_free(q->ready);
     jobq_queue_opts_clear(&q->o);
     g_free(q->name);
@@ -65,11 +66,6 @@ const char *jobq_queue_name(const jobq_queue *q)
 const char *jobq_queue_id(const jobq_queue *q)
 {
     return q->id;
-}
-
-int jobq_queue_status(const jobq_queue *q)
-{
-    return q->status;
 }
 
 const jobq_queue_opts *jobq_queue_options(const jobq_queue *q)
@@ -174,6 +170,8 @@ static void opts_apply(jobq_queue_opts *dst, jobq_queue_opts *src)
         dst->alert_backlog = src->alert_backlog;
         dst->alert_error_rate = src->alert_error_rate;
     }
+    if (s & JOBQ_QO_FAIRNESS)
+        dst->fairness = src->fairness;
 }
 
 static void set_status(jobq_engine *e, jobq_queue *q, int st, int64_t now)
@@ -213,6 +211,7 @@ int jobq_engine_queue_create(jobq_engine *e, const char *name, jobq_queue_opts *
     q->o.set = 0;
     g_hash_table_insert(e->queues, q->name, q);
     g_hash_table_insert(e->queue_ids, q->id, q);
+    jobq_limits_patched(e, q, JOBQ_QO_RATE_LIMIT);
     jobq_queue_touch(e, q, now);
     jobq_check_drained(e, q, now); /* created draining and empty: paused at once */
     if (out)
@@ -225,6 +224,7 @@ int jobq_engine_queue_patch(jobq_engine *e, jobq_queue *q, jobq_queue_opts *o, i
     int64_t old_conc = q->o.concurrency;
 
     opts_apply(&q->o, o);
+    jobq_limits_patched(e, q, o->set);
     jobq_queue_touch(e, q, now);
     if (o->set & JOBQ_QO_STATUS)
         set_status(e, q, o->status, now);
@@ -389,6 +389,7 @@ int jobq_engine_queue_delete(jobq_engine *e, jobq_queue *q, int force, int64_t n
     destroy_all(e, q, &q->cancelled, now);
     g_hash_table_remove(e->queues, q->name);
     g_hash_table_remove(e->queue_ids, q->id);
+    jobq_limits_queue_deleted(e, q);
     q->deleted = 1;
     r = jobq_batch_add(e->batch, JOBQ_REC_QUEUE_DELETE);
     r->u.queue.id = g_strdup(q->id);
@@ -446,6 +447,10 @@ static json_t *opts_json(const jobq_queue_opts *o)
     json_object_set_new(j, "alert",
                         json_pack("{s:I, s:f}", "backlog", (json_int_t)o->alert_backlog,
                                   "error_rate", o->alert_error_rate));
+    json_object_set_new(j, "fairness",
+                        o->fairness == JOBQ_FAIR_FIFO          ? json_string("fifo")
+                        : o->fairness == JOBQ_FAIR_ROUND_ROBIN ? json_string("round_robin")
+                                                               : json_null());
     return j;
 }
 
@@ -457,13 +462,15 @@ static json_t *ts(int64_t v)
 json_t *jobq_queue_to_json(const jobq_queue *q)
 {
     json_t *j = json_pack("{s:s, s:s, s:s}", "id", q->id, "name", q->name, "status",
-                          jobq_qstatus_name(q->status));
+                          jobq_qstatus_name(jobq_queue_status(q)));
     json_t *counts = json_object();
 
     json_t *o = opts_json(&q->o);
 
     json_object_update(j, o);
     json_decref(o);
+    /* the order in force: an unset fairness follows the queue's group limits */
+    json_object_set_new(j, "fairness", json_string(q->rr ? "round_robin" : "fifo"));
     for (int s = 0; s < JOBQ_NSTATES; s++)
         json_object_set_new(counts, jobq_state_name(s), json_integer(q->counts[s]));
     json_object_set_new(j, "counts", counts);
@@ -513,7 +520,7 @@ json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64
     for (int s = 0; s < JOBQ_NSTATES; s++)
         json_object_set_new(counts, jobq_state_name(s), json_integer(q->counts[s]));
     json_object_set_new(j, "queue", json_string(q->name));
-    json_object_set_new(j, "status", json_string(jobq_qstatus_name(q->status)));
+    json_object_set_new(j, "status", json_string(jobq_qstatus_name(jobq_queue_status(q))));
     json_object_set_new(j, "counts", counts);
     json_object_set_new(j, "enqueued", json_integer(q->enqueued));
     json_object_set_new(j, "processed", json_integer(q->processed));
@@ -620,6 +627,7 @@ static int load_queue(void *ud, const jobq_queue_row *row)
     if (q->o.set & JOBQ_QO_STATUS)
         q->status = q->o.status;
     q->o.set = 0;
+    jobq_limits_patched(e, q, JOBQ_QO_RATE_LIMIT);
     st = json_object_get(cfg, "_state");
     q->enqueued = geti(st, "enqueued");
     q->processed = geti(st, "processed");
@@ -698,6 +706,10 @@ static int load_job(void *ud, const jobq_job_row *r)
         e->seq_written = 0; /* the stored mark is behind: write it with the next batch */
     }
     q->counts[j->state]++;
+    if (j->state == JOBQ_ACTIVE)
+        e->nactive++; /* load_done puts it back to waiting, which counts it out */
+    if (j->x && j->x->group && j->x->tier)
+        q->tiered = 1;
     g_hash_table_add(e->jobs, j);
     jobq_list_push(&e->all, &j->alink);
     return 0;
@@ -781,6 +793,14 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
     }
     e->loading = 0;
     e->started_at = now;
+    {
+        /* grouped queues index their ready jobs by group, once they are all in place */
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, e->queues);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            jobq_fair_update(e, v);
+    }
     /* a restarted engine must never replay an old process's leases, whatever its seed */
     e->rng ^= (uint64_t)now * 0x9E3779B97F4A7C15ull;
     /* jobs that were running when the last process died: back to waiting, no attempt spent;

@@ -1,0 +1,802 @@
+/*
+ * limits.c — fairness and limits: groups and tiers, the server-wide cap, rate limits,
+ * queue backoff, the circuit breaker, and resource-aware dispatch.
+ *
+ * Plain queues never come here on the hot path: engine.c's fetch takes the head of
+ * q->ready as before and only asks this file when a queue is grouped (q->fair), gated
+ * (q->gated: rate limit, backoff, breaker) or the worker declared a capacity.
+ *
+ * Grouped dispatch keeps ready groups and saturated groups apart (see jobq_gslot in
+ * internal.h): a fetch takes the first slot of q->slots, which holds only groups below
+ * their limit, so its cost does not grow with the number of saturated groups. A group
+ * leaves q->slots when it reaches its limit and returns when one of its jobs stops being
+ * active.
+ *
+ * Gates hold no timer of their own: when one closes with work waiting, the queue gets a
+ * wake_at, which jobq_engine_next_timer reports and jobq_engine_tick turns into a `ready`
+ * hook, so parked fetches are offered the queue the moment it opens.
+ *
+ * It never does I/O; `now` comes from the caller.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+/* A big job passed over this many times for smaller ones reserves the worker capacity it
+ * needs (docs/limits.md). */
+#define RESERVE_AFTER 8
+/* Most ready jobs one capacity-aware pick looks at in a queue. */
+#define FIT_SCAN_MAX 256
+/* Most dispatches a rate window may allow (the window is kept exactly: one time each). */
+#define RATE_MAX_MAX 1000000
+
+/* ---------------------------------------------------------------- resources */
+
+void jobq_resources_free(jobq_resources *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        g_free(r->names[i]);
+    g_free(r->names);
+    g_free(r->v);
+    g_free(r);
+}
+
+jobq_resources *jobq_resources_parse(const json_t *v, const char **why)
+{
+    jobq_resources *r;
+    const char *key;
+    json_t *x;
+
+    *why = "must be an object of at most 32 non-negative numbers";
+    if (!json_is_object(v) || json_object_size(v) > 32)
+        return NULL;
+    r = g_new0(jobq_resources, 1);
+    r->names = g_new0(char *, json_object_size(v) + 1);
+    r->v = g_new0(double, json_object_size(v) + 1);
+    json_object_foreach((json_t *)v, key, x)
+    {
+        if (!json_is_number(x) || json_number_value(x) < 0 || !isfinite(json_number_value(x)) ||
+            strlen(key) > 128 || !*key) {
+            jobq_resources_free(r);
+            return NULL;
+        }
+        r->names[r->n] = g_strdup(key);
+        r->v[r->n++] = json_number_value(x);
+    }
+    return r;
+}
+
+jobq_resources *jobq_resources_from_text(const char *json)
+{
+    json_t *v = json ? json_loads(json, 0, NULL) : NULL;
+    const char *why;
+    jobq_resources *r = v ? jobq_resources_parse(v, &why) : NULL;
+
+    json_decref(v);
+    if (r && !r->n) { /* {} requires nothing */
+        jobq_resources_free(r);
+        r = NULL;
+    }
+    return r;
+}
+
+static double res_get(const jobq_resources *r, const char *name)
+{
+    for (size_t i = 0; r && i < r->n; i++)
+        if (strcmp(r->names[i], name) == 0)
+            return r->v[i];
+    return 0;
+}
+
+/* *acc += sign × r, adding names as needed. */
+static void res_add(jobq_resources **acc, const jobq_resources *r, double sign)
+{
+    jobq_resources *a = *acc;
+
+    if (!a)
+        a = *acc = g_new0(jobq_resources, 1);
+    for (size_t i = 0; i < r->n; i++) {
+        size_t k;
+        for (k = 0; k < a->n; k++)
+            if (strcmp(a->names[k], r->names[i]) == 0)
+                break;
+        if (k == a->n) {
+            a->names = g_renew(char *, a->names, a->n + 1);
+            a->v = g_renew(double, a->v, a->n + 1);
+            a->names[k] = g_strdup(r->names[i]);
+            a->v[k] = 0;
+            a->n++;
+        }
+        a->v[k] += sign * r->v[i];
+        if (fabs(a->v[k]) < 1e-9)
+            a->v[k] = 0;
+    }
+}
+
+/* Does req fit in cap less used? A name the capacity does not declare counts as 0. */
+static int res_fits(const jobq_resources *req, const jobq_resources *cap,
+                    const jobq_resources *used)
+{
+    for (size_t i = 0; i < req->n; i++)
+        if (req->v[i] > res_get(cap, req->names[i]) - res_get(used, req->names[i]) + 1e-9)
+            return 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- engine state */
+
+static void tier_free(gpointer p)
+{
+    g_free(p);
+}
+
+void jobq_limits_init(jobq_engine *e)
+{
+    e->tiers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, tier_free);
+    e->waking = g_ptr_array_new();
+}
+
+void jobq_limits_fini(jobq_engine *e)
+{
+    g_hash_table_destroy(e->tiers);
+    g_ptr_array_free(e->waking, TRUE);
+}
+
+jobq_worker *jobq_worker_get(jobq_engine *e, const char *id)
+{
+    jobq_worker *w = g_hash_table_lookup(e->workers, id);
+
+    if (!w) {
+        w = g_new0(jobq_worker, 1);
+        w->id = g_strdup(id);
+        g_hash_table_insert(e->workers, w->id, w);
+    }
+    return w;
+}
+
+/* ---------------------------------------------------------------- wakes */
+
+static void wake_at(jobq_engine *e, jobq_queue *q, int64_t at)
+{
+    if (q->wake_at && q->wake_at <= at)
+        return;
+    if (!q->wake_at)
+        g_ptr_array_add(e->waking, q);
+    q->wake_at = at;
+}
+
+int64_t jobq_wake_next(const jobq_engine *e)
+{
+    int64_t t = INT64_MAX;
+
+    for (guint i = 0; i < e->waking->len; i++) {
+        jobq_queue *q = g_ptr_array_index(e->waking, i);
+        if (q->wake_at < t)
+            t = q->wake_at;
+    }
+    return t;
+}
+
+void jobq_wake_fire(jobq_engine *e, int64_t now)
+{
+    for (guint i = 0; i < e->waking->len;) {
+        jobq_queue *q = g_ptr_array_index(e->waking, i);
+        if (q->wake_at > now) {
+            i++;
+            continue;
+        }
+        q->wake_at = 0;
+        g_ptr_array_remove_index_fast(e->waking, i);
+        if (q->cb_state == CB_OPEN && now >= q->cb_until)
+            q->cb_until = now; /* the cooldown is over: one trial may go */
+        if (g_sequence_get_length(q->ready))
+            jobq_notify_ready(e, q);
+    }
+}
+
+void jobq_limits_queue_deleted(jobq_engine *e, jobq_queue *q)
+{
+    if (q->wake_at)
+        g_ptr_array_remove_fast(e->waking, q);
+    q->wake_at = 0;
+}
+
+/* ---------------------------------------------------------------- gates */
+
+static void gated_update(jobq_queue *q)
+{
+    q->gated = q->o.rate_per_ms > 0 || q->backoff_until > 0 || q->cb_state != CB_CLOSED;
+}
+
+/* Drops dispatch times that left the window (now - per_ms, now]. */
+static void rate_trim(jobq_queue *q, int64_t now)
+{
+    while (q->rate_len && q->rate_ring[q->rate_head] <= now - q->o.rate_per_ms) {
+        q->rate_head = (q->rate_head + 1) % q->rate_cap;
+        q->rate_len--;
+    }
+}
+
+int jobq_gate_open(jobq_engine *e, jobq_queue *q, int64_t now)
+{
+    if (q->backoff_until) {
+        if (now < q->backoff_until) {
+            wake_at(e, q, q->backoff_until);
+            return 0;
+        }
+        q->backoff_until = 0;
+        gated_update(q);
+    }
+    if (q->cb_state == CB_HALF_OPEN)
+        return 0; /* the trial is out: nothing else until it reports */
+    if (q->cb_state == CB_OPEN && now < q->cb_until) {
+        wake_at(e, q, q->cb_until);
+        return 0;
+    }
+    if (q->o.rate_per_ms > 0) {
+        rate_trim(q, now);
+        if (q->rate_len >= (size_t)q->o.rate_max) {
+            wake_at(e, q, q->rate_ring[q->rate_head] + q->o.rate_per_ms);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void jobq_dispatched(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now)
+{
+    (void)e;
+    if (q->o.rate_per_ms > 0) {
+        if (q->rate_len == q->rate_cap) {
+            /* grow the ring (at most rate_max entries), keeping its order */
+            size_t cap = q->rate_cap ? q->rate_cap * 2 : 16;
+            int64_t *r;
+            if (cap > (size_t)q->o.rate_max)
+                cap = (size_t)q->o.rate_max;
+            r = g_new(int64_t, cap);
+            for (size_t i = 0; i < q->rate_len; i++)
+                r[i] = q->rate_ring[(q->rate_head + i) % q->rate_cap];
+            g_free(q->rate_ring);
+            q->rate_ring = r;
+            q->rate_head = 0;
+            q->rate_cap = cap;
+        }
+        q->rate_ring[(q->rate_head + q->rate_len) % q->rate_cap] = now;
+        q->rate_len++;
+    }
+    if (q->cb_state == CB_OPEN) { /* past the cooldown (the gate let it through) */
+        q->cb_state = CB_HALF_OPEN;
+        q->cb_trial = j;
+    }
+}
+
+void jobq_queue_backoff(jobq_engine *e, jobq_queue *q, int64_t until)
+{
+    if (until <= q->backoff_until)
+        return;
+    q->backoff_until = until;
+    gated_update(q);
+    wake_at(e, q, until);
+}
+
+/* The breaker's transitions are announced as queue.error (opened, or re-opened after a failed
+ * trial) and queue.resumed (closed), with the status clients now see. */
+static void cb_announce(jobq_engine *e, jobq_queue *q, const char *type, int64_t now)
+{
+    char f[160];
+
+    if (!jobq_engine_events_on(e))
+        return;
+    snprintf(f, sizeof f, "\"status\":\"%s\",\"breaker\":\"%s\",\"failures\":%" PRId64,
+             jobq_qstatus_name(jobq_queue_status(q)), q->cb_state == CB_CLOSED ? "closed" : "open",
+             q->cb_fails);
+    jobq_engine_emit(e, type, now, q->name, NULL, NULL, NULL, f);
+}
+
+static void cb_open(jobq_engine *e, jobq_queue *q, int64_t now)
+{
+    q->cb_state = CB_OPEN;
+    q->cb_until = now + q->o.cb_cooldown_ms;
+    q->cb_trial = NULL;
+    gated_update(q);
+    wake_at(e, q, q->cb_until);
+    jobq_queue_touch(e, q, now);
+    cb_announce(e, q, "queue.error", now);
+}
+
+void jobq_breaker_failure(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now)
+{
+    if (q->o.cb_failures <= 0)
+        return;
+    q->cb_fails++;
+    if (q->cb_state == CB_HALF_OPEN && q->cb_trial == j)
+        cb_open(e, q, now); /* the trial failed: another cooldown */
+    else if (q->cb_state == CB_CLOSED && q->cb_fails >= q->o.cb_failures)
+        cb_open(e, q, now);
+}
+
+void jobq_breaker_success(jobq_engine *e, jobq_queue *q, int64_t now)
+{
+    q->cb_fails = 0;
+    if (q->cb_state == CB_CLOSED)
+        return;
+    q->cb_state = CB_CLOSED;
+    q->cb_trial = NULL;
+    gated_update(q);
+    jobq_queue_touch(e, q, now);
+    cb_announce(e, q, "queue.resumed", now);
+    if (g_sequence_get_length(q->ready))
+        jobq_notify_ready(e, q);
+}
+
+int jobq_queue_status(const jobq_queue *q)
+{
+    if (q->cb_state != CB_CLOSED && q->status == JOBQ_Q_ACTIVE)
+        return JOBQ_Q_ERROR;
+    return q->status;
+}
+
+/* ---------------------------------------------------------------- groups */
+
+static gint slot_cmp(gconstpointer a, gconstpointer b, gpointer ud)
+{
+    const jobq_gslot *x = a, *y = b;
+
+    (void)ud;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static gint seq_cmp(gconstpointer a, gconstpointer b, gpointer ud)
+{
+    const jobq_job *x = a, *y = b;
+
+    (void)ud;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static jobq_job *slot_first(const jobq_gslot *s)
+{
+    return g_sequence_get(g_sequence_get_begin_iter(s->jobs));
+}
+
+/* Puts s into q->slots: at the back of its priority (round-robin) or by its first job. */
+static void slot_enqueue(jobq_queue *q, jobq_gslot *s)
+{
+    s->key = q->rr ? ++q->turn : slot_first(s)->seq;
+    s->it = g_sequence_insert_sorted(q->slots, s, slot_cmp, NULL);
+}
+
+static int64_t group_limit(const jobq_engine *e, const jobq_queue *q, const jobq_group *g)
+{
+    int64_t lim = q->o.group_concurrency;
+
+    if (!g->name[0])
+        return 0;
+    if (g->tier) {
+        const jobq_tier *t = g_hash_table_lookup(e->tiers, g->tier);
+        if (t && t->group_concurrency > 0 && (lim == 0 || t->group_concurrency < lim))
+            lim = t->group_concurrency;
+    }
+    return lim;
+}
+
+/* Re-evaluates g's limit; moves its slots out of or back into q->slots as it saturates or
+ * frees up. Returns 1 when it freed up. */
+static int group_refresh(jobq_engine *e, jobq_queue *q, jobq_group *g)
+{
+    int sat;
+
+    g->limit = group_limit(e, q, g);
+    sat = g->limit > 0 && g->active >= g->limit;
+    if (sat == g->saturated)
+        return 0;
+    g->saturated = sat;
+    for (jobq_gslot *s = g->slots; s; s = s->next) {
+        if (sat && s->it) {
+            g_sequence_remove(s->it);
+            s->it = NULL;
+        } else if (!sat && !s->it) {
+            slot_enqueue(q, s);
+        }
+    }
+    return !sat;
+}
+
+static void slot_free(jobq_gslot *s)
+{
+    g_sequence_free(s->jobs);
+    g_free(s);
+}
+
+static void group_free(gpointer p)
+{
+    jobq_group *g = p;
+
+    while (g->slots) {
+        jobq_gslot *s = g->slots;
+        g->slots = s->next;
+        slot_free(s);
+    }
+    g_free(g->name);
+    g_free(g->tier);
+    g_free(g);
+}
+
+static jobq_group *group_get(jobq_engine *e, jobq_queue *q, const char *name)
+{
+    jobq_group *g = g_hash_table_lookup(q->groups, name ? name : "");
+
+    if (!g) {
+        g = g_new0(jobq_group, 1);
+        g->name = g_strdup(name ? name : "");
+        g_hash_table_insert(q->groups, g->name, g);
+        g->limit = group_limit(e, q, g);
+    }
+    return g;
+}
+
+/* Frees g once nothing refers to it: no ready job, none active. */
+static int group_gc(jobq_queue *q, jobq_group *g)
+{
+    if (g->slots || g->active)
+        return 0;
+    g_hash_table_remove(q->groups, g->name);
+    return 1;
+}
+
+void jobq_group_ready(jobq_engine *e, jobq_job *j)
+{
+    jobq_queue *q = j->q;
+    jobq_job_extra *x = jobq_extra(j);
+    jobq_group *g = group_get(e, q, x->group);
+    jobq_gslot *s;
+
+    if (x->tier && (!g->tier || strcmp(g->tier, x->tier))) {
+        g_free(g->tier);
+        g->tier = g_strdup(x->tier);
+        group_refresh(e, q, g);
+    }
+    x->grp = g;
+    for (s = g->slots; s && s->priority != j->priority; s = s->next)
+        ;
+    if (!s) {
+        s = g_new0(jobq_gslot, 1);
+        s->g = g;
+        s->priority = j->priority;
+        s->jobs = g_sequence_new(NULL);
+        s->next = g->slots;
+        g->slots = s;
+    }
+    x->slot = s;
+    x->gready = g_sequence_insert_sorted(s->jobs, j, seq_cmp, NULL);
+    if (!s->it) {
+        if (!g->saturated && g_sequence_get_length(s->jobs) == 1)
+            slot_enqueue(q, s);
+    } else if (!q->rr && g_sequence_iter_is_begin(x->gready)) {
+        s->key = j->seq; /* fifo: a new first job moves the slot up */
+        g_sequence_sort_changed(s->it, slot_cmp, NULL);
+    }
+}
+
+void jobq_group_unready(jobq_engine *e, jobq_job *j)
+{
+    jobq_queue *q = j->q;
+    jobq_job_extra *x = j->x;
+    jobq_gslot *s = x->slot;
+    jobq_group *g = s->g;
+    int was_first = g_sequence_iter_is_begin(x->gready);
+
+    (void)e;
+    g_sequence_remove(x->gready);
+    x->gready = NULL;
+    x->slot = NULL;
+    if (g_sequence_get_length(s->jobs) == 0) {
+        jobq_gslot **pp = &g->slots;
+        if (s->it)
+            g_sequence_remove(s->it);
+        while (*pp != s)
+            pp = &(*pp)->next;
+        *pp = s->next;
+        slot_free(s);
+    } else if (was_first && !q->rr && s->it) {
+        s->key = slot_first(s)->seq;
+        g_sequence_sort_changed(s->it, slot_cmp, NULL);
+    }
+    if (!x->gcounted && group_gc(q, g))
+        x->grp = NULL;
+}
+
+jobq_job *jobq_fair_head(jobq_queue *q)
+{
+    GSequenceIter *it = g_sequence_get_begin_iter(q->slots);
+
+    return g_sequence_iter_is_end(it) ? NULL : slot_first(g_sequence_get(it));
+}
+
+/* Grouped dispatch on or off, as the queue's options and jobs ask. Switching rebuilds the
+ * group index from q->active and q->ready: O(jobs) once, on an admin change or the first
+ * tiered job. */
+void jobq_fair_update(jobq_engine *e, jobq_queue *q)
+{
+    int fair = q->o.fairness == JOBQ_FAIR_ROUND_ROBIN || q->o.group_concurrency > 0 || q->tiered;
+    int rr = fair && q->o.fairness != JOBQ_FAIR_FIFO;
+
+    if (fair == q->fair && rr == q->rr)
+        return;
+    if (q->fair) { /* off: forget every group */
+        for (GSequenceIter *it = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(it);
+             it = g_sequence_iter_next(it)) {
+            jobq_job *j = g_sequence_get(it);
+            j->x->grp = NULL;
+            j->x->slot = NULL;
+            j->x->gready = NULL;
+        }
+        for (jobq_link *l = q->active.head.next; l != &q->active.head; l = l->next) {
+            jobq_job *j = JOB_OF_QLINK(l);
+            if (j->x) {
+                j->x->grp = NULL;
+                j->x->gcounted = 0;
+            }
+        }
+        g_hash_table_destroy(q->groups);
+        g_sequence_free(q->slots);
+        q->groups = NULL;
+        q->slots = NULL;
+    }
+    q->fair = fair;
+    q->rr = rr;
+    if (!fair)
+        return;
+    q->groups = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, group_free);
+    q->slots = g_sequence_new(NULL);
+    for (jobq_link *l = q->active.head.next; l != &q->active.head; l = l->next) {
+        jobq_job *j = JOB_OF_QLINK(l);
+        jobq_job_extra *x = jobq_extra(j);
+        jobq_group *g = group_get(e, q, x->group);
+        if (x->tier && !g->tier)
+            g->tier = g_strdup(x->tier);
+        x->grp = g;
+        x->gcounted = 1;
+        g->active++;
+    }
+    {
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, q->groups);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            group_refresh(e, q, v);
+    }
+    for (GSequenceIter *it = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(it);
+         it = g_sequence_iter_next(it))
+        jobq_group_ready(e, g_sequence_get(it));
+}
+
+/* Every group of q follows its limit as it is now (queue option or tier changed). */
+static int refresh_all(jobq_engine *e, jobq_queue *q)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    int freed = 0;
+
+    if (!q->fair)
+        return 0;
+    g_hash_table_iter_init(&it, q->groups);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        freed |= group_refresh(e, q, v);
+    return freed;
+}
+
+void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set)
+{
+    if (set & JOBQ_QO_RATE_LIMIT) {
+        if (q->o.rate_max > RATE_MAX_MAX)
+            q->o.rate_max = RATE_MAX_MAX;
+        g_free(q->rate_ring);
+        q->rate_ring = NULL;
+        q->rate_head = q->rate_len = q->rate_cap = 0;
+    }
+    if ((set & JOBQ_QO_CIRCUIT_BREAKER) && q->o.cb_failures <= 0) {
+        q->cb_state = CB_CLOSED;
+        q->cb_trial = NULL;
+        q->cb_fails = 0;
+    }
+    gated_update(q);
+    jobq_fair_update(e, q);
+    if (set & JOBQ_QO_GROUP_CONCURRENCY)
+        refresh_all(e, q);
+    if (g_sequence_get_length(q->ready) && jobq_queue_can_dispatch(q))
+        jobq_notify_ready(e, q);
+}
+
+void jobq_queue_limits_free(jobq_queue *q)
+{
+    if (q->groups)
+        g_hash_table_destroy(q->groups);
+    if (q->slots)
+        g_sequence_free(q->slots);
+    g_free(q->rate_ring);
+}
+
+/* ---------------------------------------------------------------- active accounting */
+
+void jobq_entered_active(jobq_engine *e, jobq_job *j)
+{
+    jobq_job_extra *x = j->x;
+
+    e->nactive++;
+    if (!x)
+        return;
+    if (x->grp && !x->gcounted) {
+        jobq_group *g = x->grp;
+        x->gcounted = 1;
+        g->active++;
+        if (j->q->rr && x->slot && x->slot->it) { /* served: to the back of its priority */
+            x->slot->key = ++j->q->turn;
+            g_sequence_sort_changed(x->slot->it, slot_cmp, NULL);
+        }
+        if (g->limit > 0 && g->active >= g->limit)
+            group_refresh(e, j->q, g);
+    }
+    if (x->req && x->worker && !x->charged) {
+        res_add(&jobq_worker_get(e, x->worker)->used, x->req, +1);
+        x->charged = 1;
+    }
+}
+
+void jobq_left_active(jobq_engine *e, jobq_job *j, int64_t now)
+{
+    jobq_queue *q = j->q;
+    jobq_job_extra *x = j->x;
+    int notify = e->max_active > 0 && e->nactive == e->max_active;
+
+    e->nactive--;
+    if (x && x->gcounted) {
+        jobq_group *g = x->grp;
+        x->gcounted = 0;
+        g->active--;
+        if (g->saturated)
+            notify |= group_refresh(e, q, g);
+        if (group_gc(q, g))
+            x->grp = NULL;
+    }
+    if (x && x->charged) {
+        jobq_worker *w = g_hash_table_lookup(e->workers, x->worker);
+        if (w && w->used)
+            res_add(&w->used, x->req, -1);
+        x->charged = 0;
+        notify = 1;
+    }
+    if (q->cb_trial == j) { /* the trial ended without a verdict: another may go at once */
+        q->cb_state = CB_OPEN;
+        q->cb_until = now;
+        q->cb_trial = NULL;
+        notify = 1;
+    }
+    if (notify && !q->deleted)
+        jobq_notify_ready(e, q);
+}
+
+/* ---------------------------------------------------------------- capacity */
+
+/* The best job of q that fits what the worker has free; *passed gets the first job passed
+ * over that could fit the worker's whole capacity (its skip count grows if the pick is
+ * used). A job passed over RESERVE_AFTER times stops the scan: what it needs is reserved. */
+jobq_job *jobq_fit_pick(jobq_engine *e, jobq_queue *q, jobq_worker *w, const jobq_resources *cap,
+                        jobq_job **passed)
+{
+    GSequenceIter *it = g_sequence_get_begin_iter(q->fair ? q->slots : q->ready);
+    const jobq_resources *used = w ? w->used : NULL;
+
+    (void)e;
+    *passed = NULL;
+    for (int n = 0; n < FIT_SCAN_MAX && !g_sequence_iter_is_end(it);
+         n++, it = g_sequence_iter_next(it)) {
+        jobq_job *j = q->fair ? slot_first(g_sequence_get(it)) : g_sequence_get(it);
+        const jobq_resources *req = j->x ? j->x->req : NULL;
+        if (!req || res_fits(req, cap, used))
+            return j;
+        if (!res_fits(req, cap, NULL))
+            continue; /* bigger than this worker altogether: never its job */
+        if (j->x->skips >= RESERVE_AFTER)
+            return NULL;
+        if (!*passed)
+            *passed = j;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- tiers and the cap */
+
+int jobq_tier_priority(const jobq_engine *e, const char *tier, int *out)
+{
+    const jobq_tier *t = tier ? g_hash_table_lookup(e->tiers, tier) : NULL;
+
+    if (!t || !t->has_priority)
+        return 0;
+    *out = t->priority;
+    return 1;
+}
+
+static void tiers_changed(jobq_engine *e)
+{
+    GHashTableIter it;
+    gpointer k, v;
+
+    g_hash_table_iter_init(&it, e->queues);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        jobq_queue *q = v;
+        if (refresh_all(e, q) && jobq_queue_can_dispatch(q))
+            jobq_notify_ready(e, q);
+    }
+}
+
+void jobq_engine_set_tier(jobq_engine *e, const char *name, const jobq_tier *t, int64_t now)
+{
+    (void)now;
+    if (t)
+        g_hash_table_replace(e->tiers, g_strdup(name), g_memdup2(t, sizeof *t));
+    else
+        g_hash_table_remove(e->tiers, name);
+    tiers_changed(e);
+}
+
+void jobq_engine_clear_tiers(jobq_engine *e, int64_t now)
+{
+    (void)now;
+    g_hash_table_remove_all(e->tiers);
+    tiers_changed(e);
+}
+
+int jobq_engine_get_tier(const jobq_engine *e, const char *name, jobq_tier *out)
+{
+    const jobq_tier *t = g_hash_table_lookup(e->tiers, name);
+
+    if (!t)
+        return JOBQ_ENOTFOUND;
+    *out = *t;
+    return 0;
+}
+
+void jobq_engine_tiers_each(const jobq_engine *e,
+                            void (*fn)(void *ud, const char *name, const jobq_tier *t), void *ud)
+{
+    GList *keys = g_list_sort(g_hash_table_get_keys(e->tiers), (GCompareFunc)strcmp);
+
+    for (GList *l = keys; l; l = l->next)
+        fn(ud, l->data, g_hash_table_lookup(e->tiers, l->data));
+    g_list_free(keys);
+}
+
+void jobq_engine_set_max_active(jobq_engine *e, int64_t n, int64_t now)
+{
+    int more = n == 0 || (e->max_active > 0 && n > e->max_active);
+    GHashTableIter it;
+    gpointer k, v;
+
+    (void)now;
+    e->max_active = n < 0 ? 0 : n;
+    if (!more)
+        return;
+    g_hash_table_iter_init(&it, e->queues);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        if (g_sequence_get_length(((jobq_queue *)v)->ready))
+            jobq_notify_ready(e, v);
+}
+
+int64_t jobq_engine_max_active(const jobq_engine *e)
+{
+    return e->max_active;
+}
+
+int64_t jobq_engine_active_total(const jobq_engine *e)
+{
+    return e->nactive;
+}
