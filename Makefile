@@ -23,10 +23,10 @@ OPT := -O2
 LDSAN :=
 endif
 
-SERVER_PKGS := libuv libmicrohttpd jansson sqlite3 glib-2.0
+SERVER_PKGS := libuv libmicrohttpd jansson sqlite3 glib-2.0 libcurl openssl
 CLIENT_PKGS := libcurl jansson
 BENCH_PKGS := libuv jansson
-UNIT_PKGS := criterion jansson glib-2.0 sqlite3
+UNIT_PKGS := criterion jansson glib-2.0 sqlite3 openssl
 
 pc_cflags = $(shell pkg-config --cflags $(1) 2>/dev/null)
 pc_libs = $(shell pkg-config --libs $(1) 2>/dev/null)

@@ -13,6 +13,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
+            "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
             "             [--event-ring N] [--event-buffer BYTES]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
@@ -20,6 +21,10 @@ static void usage(FILE *f)
             "  --data DIR          data directory (default ./jobq-data)\n"
             "  --strict-queues     enqueue to an unknown queue is 404 instead of creating it\n"
             "  --max-body BYTES    request body limit (default 1048576)\n"
+            "  --webhook-backoff-ms MS   first webhook retry after MS, then 4x longer each\n"
+            "                      (default 30000: 30 s, 2 min, 8 min; tests use less)\n"
+            "  --webhook-progress-ms MS  job.progress sent to a hook at most once per MS\n"
+            "                      per job (default 30000)\n"
             "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
             "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
             "                      is dropped (default 8388608)\n"
@@ -79,6 +84,8 @@ int main(int argc, char **argv)
         {"data", required_argument, NULL, 'd'},
         {"strict-queues", no_argument, NULL, 's'},
         {"max-body", required_argument, NULL, 'b'},
+        {"webhook-backoff-ms", required_argument, NULL, 'W'},
+        {"webhook-progress-ms", required_argument, NULL, 'P'},
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
         {"config", required_argument, NULL, 'c'},
@@ -130,6 +137,21 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'W':
+        case 'P': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 1 || ms > INT64_C(86400000)) {
+                fprintf(stderr, "jobqd: --webhook-%s-ms must be 1 to 86400000\n",
+                        c == 'W' ? "backoff" : "progress");
+                return 1;
+            }
+            if (c == 'W')
+                cfg.webhook_backoff_ms = ms;
+            else
+                cfg.webhook_progress_ms = ms;
+            break;
+        }
         case 'R':
             cfg.event_ring = strtoul(optarg, NULL, 10);
             if (cfg.event_ring < 1 || cfg.event_ring > 100000000) {

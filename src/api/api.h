@@ -27,6 +27,8 @@ typedef struct jobq_app_config {
     const char *data_dir;
     int strict_queues;
     size_t max_body;
+    int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
+    int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
@@ -51,6 +53,7 @@ void jobq_app_free(jobq_app *a);
 /* ---- for handlers (app.c) */
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
+struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
 /* The /v1/events subscribers (stream.h) and the loop. */
@@ -115,6 +118,18 @@ void jobq_api_result(jobq_req *rq, const jobq_job *j);
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq);
 jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq);
 
+/* Validates a flow body (stolen reference kept by the caller) and creates the flow, answering
+ * 201 with it once durable, or the error. skipped: pipeline stages left out. (flows.c) */
+void jobq_api_flow_submit(jobq_req *rq, json_t *body, const char *const *skipped,
+                          size_t nskipped);
+/* Pipelines: the stored templates, by name (pipelines.c). */
+typedef struct jobq_pipelines jobq_pipelines;
+jobq_pipelines *jobq_pipelines_new(void);
+void jobq_pipelines_free(jobq_pipelines *p);
+/* Loading: a stored document of kind "pipeline". */
+int jobq_pipelines_load(jobq_pipelines *p, const char *name, const char *body);
+jobq_pipelines *jobq_app_pipelines(jobq_app *a);
+
 /* ---- the routes (routes.c) */
 extern const jobq_route jobq_routes[];
 extern const size_t jobq_nroutes;
@@ -155,6 +170,17 @@ void jobq_h_dead_stats(jobq_req *rq);
 void jobq_h_dead_retry(jobq_req *rq);
 
 void jobq_h_events(jobq_req *rq); /* stream.c */
+void jobq_h_flow_create(jobq_req *rq);
+void jobq_h_flow_get(jobq_req *rq);
+void jobq_h_flows_list(jobq_req *rq);
+void jobq_h_flow_cancel(jobq_req *rq);
+void jobq_h_job_approve(jobq_req *rq);
+void jobq_h_job_reject(jobq_req *rq);
+void jobq_h_pipelines_list(jobq_req *rq);
+void jobq_h_pipeline_put(jobq_req *rq);
+void jobq_h_pipeline_get(jobq_req *rq);
+void jobq_h_pipeline_delete(jobq_req *rq);
+void jobq_h_pipeline_run(jobq_req *rq);
 
 void jobq_h_fetch(jobq_req *rq);
 void jobq_h_heartbeat(jobq_req *rq);
@@ -164,6 +190,11 @@ void jobq_h_fail(jobq_req *rq);
 void jobq_h_logs_post(jobq_req *rq);
 void jobq_h_ack(jobq_req *rq);
 
+void jobq_h_webhooks_list(jobq_req *rq);
+void jobq_h_webhook_create(jobq_req *rq);
+void jobq_h_webhook_get(jobq_req *rq);
+void jobq_h_webhook_delete(jobq_req *rq);
+void jobq_h_webhook_deliveries(jobq_req *rq);
 void jobq_h_schedules_list(jobq_req *rq);
 void jobq_h_schedule_create(jobq_req *rq);
 void jobq_h_schedule_get(jobq_req *rq);

@@ -29,6 +29,7 @@
 
 #include "api/api.h"
 #include "api/stream.h"
+#include "api/outbox.h"
 #include "util/jsonw.h"
 
 typedef struct waiter {
@@ -87,6 +88,8 @@ struct jobq_app {
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
     int closed;
+    jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
+    jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
     jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
     jobq_streams *streams; /* /v1/events subscribers */
@@ -108,6 +111,16 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_webhooks *jobq_app_webhooks(jobq_app *a)
+{
+    return a->webhooks;
+}
+
+jobq_pipelines *jobq_app_pipelines(jobq_app *a)
+{
+    return a->pipelines;
 }
 
 jobq_settings *jobq_app_settings(jobq_app *a)
@@ -552,9 +565,11 @@ static int engine_doc(void *ud, const char *kind, const char *id, const char *bo
 {
     jobq_app *a = ud;
 
+    if (strcmp(kind, "pipeline") == 0)
+        return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
         return jobq_settings_load_runtime(a->settings, body);
-    return 0;
+    return jobq_webhooks_load_doc(a->webhooks, kind, id, body);
 }
 
 static void load_work(uv_work_t *w)
@@ -594,6 +609,7 @@ static void load_done(uv_work_t *w, int status)
     }
     a->recovering = 0;
     jobq_streams_start(a->streams, jobq_engine_event_seq(a->e));
+    jobq_webhooks_start(a->webhooks, jobq_app_now());
     fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
             jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e),
             jobq_app_now() - a->load_started);
@@ -621,6 +637,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
     {
@@ -638,7 +655,6 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hooks.event = engine_event;
     hooks.ud = a;
     a->bus = jobq_bus_new(cfg->event_ring);
-    a->streams = jobq_streams_new(a, loop, cfg->event_buffer);
     a->e = jobq_engine_new(&ecfg, &hooks);
 
     a->store = jobq_store_open_sqlite(cfg->data_dir, &err, &msg);
@@ -650,6 +666,22 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         return NULL;
     }
 
+    {
+        jobq_webhooks_config wcfg = {0};
+        wcfg.backoff_ms = cfg->webhook_backoff_ms;
+        wcfg.progress_ms = cfg->webhook_progress_ms;
+        jobq_event_sink sink;
+        a->webhooks = jobq_webhooks_new(loop, a->e, &wcfg);
+        if (!a->webhooks) {
+            fprintf(stderr, "jobqd: cannot start the webhook sender (libcurl)\n");
+            *exit_code = 2;
+            jobq_app_free(a);
+            return NULL;
+        }
+        sink = jobq_webhooks_sink(a->webhooks);
+        jobq_bus_add_sink(a->bus, &sink);
+    }
+    a->streams = jobq_streams_new(a, loop, cfg->event_buffer);
     uv_async_init(loop, &a->async, on_async);
     a->async.data = a;
     uv_check_init(loop, &a->check);
@@ -748,6 +780,7 @@ static void close_all(jobq_app *a)
     uv_close((uv_handle_t *)&a->stop_timer, NULL);
     jobq_streams_free(a->streams);
     a->streams = NULL;
+    jobq_webhooks_close(a->webhooks);
     if (a->store)
         uv_close((uv_handle_t *)&a->async, NULL);
 }
@@ -757,9 +790,11 @@ void jobq_app_free(jobq_app *a)
     if (!a)
         return;
     jobq_store_free(a->store);
+    jobq_webhooks_free(a->webhooks);
     if (a->inflight)
         jobq_batch_free(a->inflight);
     jobq_engine_free(a->e);
+    jobq_pipelines_free(a->pipelines);
     jobq_bus_free(a->bus);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);

@@ -70,6 +70,7 @@ typedef struct enqueued {
     int bulk;
     size_t n;
     char **ids;
+    unsigned char *flags; /* JOBQ_ENQ_* per job */
 } enqueued;
 
 static void enqueued_free(void *p)
@@ -79,6 +80,7 @@ static void enqueued_free(void *p)
     for (size_t i = 0; i < q->n; i++)
         g_free(q->ids[i]);
     g_free(q->ids);
+    g_free(q->flags);
     g_free(q);
 }
 
@@ -98,6 +100,10 @@ static void finish_enqueue(jobq_app *a, jobq_req *rq)
             g_string_append_c(o, ',');
         if (j) {
             jobq_job_render(e, j, 0, now, o);
+            if (q->flags[i] & JOBQ_ENQ_DEDUP) { /* the answer only: nothing was made */
+                g_string_truncate(o, o->len - 1);
+                g_string_append(o, ",\"deduplicated\":true}");
+            }
         } else { /* deleted between the enqueue and its commit */
             int first = 1;
             g_string_append_c(o, '{');
@@ -108,7 +114,8 @@ static void finish_enqueue(jobq_app *a, jobq_req *rq)
     }
     if (q->bulk)
         g_string_append(o, "]}");
-    jobq_api_gstring(rq, 201, o);
+    /* a single enqueue answered by an existing job made nothing: 200, not 201 */
+    jobq_api_gstring(rq, !q->bulk && (q->flags[0] & JOBQ_ENQ_DEDUP) ? 200 : 201, o);
 }
 
 /* The raw text of each item's "data" in the body (payloads are kept
@@ -187,6 +194,8 @@ void jobq_h_enqueue(jobq_req *rq)
     json_t *body, *items;
     jobq_job_spec *specs = NULL;
     jobq_job **jobs = NULL;
+    unsigned char *flags = NULL;
+    const char *why_id = NULL;
     spans sp = {NULL, 0};
     size_t n = 0, parsed = 0;
     int bulk, rc;
@@ -248,7 +257,8 @@ void jobq_h_enqueue(jobq_req *rq)
         }
     }
     jobs = g_new(jobq_job *, n);
-    rc = jobq_engine_enqueue(e, queue, specs, n, now, jobs, &bad);
+    flags = g_new0(unsigned char, n);
+    rc = jobq_engine_enqueue_ex(e, queue, specs, n, now, jobs, flags, &bad, &why_id);
     if (rc) {
         char msg[300];
         switch (rc) {
@@ -268,6 +278,18 @@ void jobq_h_enqueue(jobq_req *rq)
             snprintf(msg, sizeof msg, "queue %.200s is at its max_size", queue);
             break;
         case JOBQ_EINVAL:
+            if (why_id) { /* a parent that does not exist */
+                GString *det = g_string_new("{");
+                int first = 1;
+                jobq_jw_kstr(det, &first, "field", "depends_on");
+                if (bulk)
+                    jobq_jw_kint(det, &first, "index", (int64_t)bad);
+                g_string_append_c(det, '}');
+                snprintf(msg, sizeof msg, "depends_on: no job %.200s", why_id);
+                jobq_req_error(rq, 400, "invalid_argument", msg, det->str);
+                g_string_free(det, TRUE);
+                goto out;
+            }
             jobq_api_bad_field(rq, "queue",
                                "name must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
             goto out;
@@ -284,6 +306,8 @@ void jobq_h_enqueue(jobq_req *rq)
         eq->ids = g_new(char *, n);
         for (size_t i = 0; i < n; i++)
             eq->ids[i] = g_strdup(jobq_job_id(jobs[i]));
+        eq->flags = flags;
+        flags = NULL;
         jobq_req_set_data(rq, eq, enqueued_free);
         jobq_app_after_commit(a, rq, finish_enqueue);
     }
@@ -293,6 +317,7 @@ out:
     g_free(specs);
     g_free(sp.v);
     g_free(jobs);
+    g_free(flags);
     json_decref(body);
 }
 

@@ -34,6 +34,20 @@ const jobq_route jobq_routes[] = {
     {"POST", "/v1/jobs/{}/complete", jobq_h_complete},
     {"POST", "/v1/jobs/{}/fail", jobq_h_fail},
 
+    {"POST", "/v1/jobs/{}/approve", jobq_h_job_approve},
+    {"POST", "/v1/jobs/{}/reject", jobq_h_job_reject},
+
+    {"POST", "/v1/flows", jobq_h_flow_create},
+    {"GET", "/v1/flows", jobq_h_flows_list},
+    {"GET", "/v1/flows/{}", jobq_h_flow_get},
+    {"POST", "/v1/flows/{}/cancel", jobq_h_flow_cancel},
+
+    {"POST", "/v1/pipelines", jobq_h_pipeline_put},
+    {"GET", "/v1/pipelines", jobq_h_pipelines_list},
+    {"GET", "/v1/pipelines/{}", jobq_h_pipeline_get},
+    {"DELETE", "/v1/pipelines/{}", jobq_h_pipeline_delete},
+    {"POST", "/v1/pipelines/{}/runs", jobq_h_pipeline_run},
+
     {"POST", "/v1/fetch", jobq_h_fetch},
     {"POST", "/v1/ack", jobq_h_ack},
     {"GET", "/v1/workers", jobq_h_workers},
@@ -44,6 +58,12 @@ const jobq_route jobq_routes[] = {
 
     {"GET", "/v1/stats", jobq_h_stats},
     {"GET", "/v1/events", jobq_h_events},
+
+    {"GET", "/v1/webhooks", jobq_h_webhooks_list},
+    {"POST", "/v1/webhooks", jobq_h_webhook_create},
+    {"GET", "/v1/webhooks/{}", jobq_h_webhook_get},
+    {"DELETE", "/v1/webhooks/{}", jobq_h_webhook_delete},
+    {"GET", "/v1/webhooks/{}/deliveries", jobq_h_webhook_deliveries},
 
     {"GET", "/v1/config", jobq_h_config_get},
     {"PATCH", "/v1/config", jobq_h_config_patch},

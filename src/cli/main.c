@@ -293,6 +293,7 @@ static const char main_usage[] =
     "  dead [--queue Q]                failed jobs (the dead-letter set)\n"
     "  stats [--queue Q]               counts, totals and rates\n"
     "  workers                         workers seen in the last minute\n"
+    "  webhook add|list|get|rm|deliveries  webhooks (see 'jobq webhook --help')\n"
     "  config get|set [OPTIONS]        server settings: max_active_jobs, tiers\n"
     "  worker --queue Q --exec CMD     run jobs with a shell command\n"
     "\n"
@@ -386,6 +387,22 @@ static const struct command commands[] = {
      "  --drop-tier NAME      drop the runtime setting of tier NAME\n"},
     {"workers", jobq_cli_workers,
      "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
+    {"webhook", jobq_cli_webhook,
+     "Usage: jobq webhook add URL [--event TYPE …] [--queue Q …] [--project P]\n"
+     "                            [--secret S] [--bearer TOKEN]\n"
+     "       jobq webhook list\n"
+     "       jobq webhook get|rm ID\n"
+     "       jobq webhook deliveries ID [--limit N]\n"
+     "\n"
+     "Registers, lists, shows and deletes webhooks, and shows a webhook's recent deliveries\n"
+     "(ID job:JOB_ID for the deliveries of a job's own webhook). See docs/webhooks.md.\n"
+     "\n"
+     "Options of add:\n"
+     "  --event TYPE      an event type, job.* or * (repeatable; default *)\n"
+     "  --queue Q         only events of this queue (repeatable)\n"
+     "  --project P       only events of this project\n"
+     "  --secret S        sign deliveries (X-Jobq-Signature: HMAC-SHA256)\n"
+     "  --bearer TOKEN    send Authorization: Bearer TOKEN with each delivery\n"},
     {"worker", jobq_cli_worker,
      "Usage: jobq worker --queue Q [--queue Q2 …] [--concurrency N] [--lease-ms MS]\n"
      "                   --exec CMD\n"

@@ -203,6 +203,8 @@ void jobq_job_spec_clear(jobq_job_spec *s)
     free(s->own_data);
     free(s->own_tags);
     free(s->own_requires);
+    free(s->own_webhook);
+    g_free(s->own_deps);
     jobq_backoff_unref(s->backoff);
     memset(s, 0, sizeof *s);
 }
@@ -294,6 +296,10 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
             }
             s->own_requires = json_dumps(v, JSON_COMPACT);
             s->requires = s->own_requires;
+        } else if (!strcmp(key, "webhook")) {
+            if (jobq_webhook_parse(v, 0, &s->own_webhook, field, why))
+                goto bad;
+            s->webhook = s->own_webhook;
         } else if (!strcmp(key, "priority")) {
             if (json_is_string(v)) {
                 if (jobq_priority_parse(json_string_value(v), &s->priority)) {
@@ -340,6 +346,80 @@ int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_
         } else if (!strcmp(key, "lease_ms")) {
             if (get_ms(v, 100, &s->lease_ms) || s->lease_ms > MAX_SPAN_MS) {
                 *why = "must be an integer from 100 to 2147483647 (ms)";
+                goto bad;
+            }
+        } else if (!strcmp(key, "depends_on")) {
+            size_t i;
+            json_t *x;
+            if (!json_is_array(v) || json_array_size(v) > JOBQ_MAX_DEPS) {
+                *why = "must be a list of at most 64 job ids";
+                goto bad;
+            }
+            s->ndeps = json_array_size(v);
+            s->own_deps = g_new0(const char *, s->ndeps + 1);
+            json_array_foreach(v, i, x)
+            {
+                if (!json_is_string(x) || !jobq_valid_job_id(json_string_value(x))) {
+                    *why = "must be a list of job ids (or refs, in a flow)";
+                    goto bad;
+                }
+                for (size_t k = 0; k < i; k++)
+                    if (!strcmp(s->own_deps[k], json_string_value(x))) {
+                        *why = "names the same job twice";
+                        goto bad;
+                    }
+                s->own_deps[i] = json_string_value(x);
+            }
+            s->depends_on = s->own_deps;
+        } else if (!strcmp(key, "review")) {
+            if (!json_is_boolean(v)) {
+                *why = "must be true or false";
+                goto bad;
+            }
+            s->review = json_is_true(v);
+        } else if (!strcmp(key, "on_parent_failure")) {
+            int p = json_is_string(v) ? jobq_opf_parse(json_string_value(v)) : -1;
+            if (p < 0) {
+                *why = "must be cancel or continue";
+                goto bad;
+            }
+            s->on_parent_failure = p;
+        } else if (!strcmp(key, "unique_key")) {
+            if (get_str(v, MAX_STR, &s->unique_key)) {
+                *why = "must be a string of 1 to 1024 bytes";
+                goto bad;
+            }
+        } else if (!strcmp(key, "cache")) {
+            const char *k2;
+            json_t *v2;
+            if (!json_is_object(v)) {
+                *why = "must be {\"key\": \"…\", \"ttl_ms\"?: MS}";
+                goto bad;
+            }
+            s->cache_ttl_ms = JOBQ_CACHE_TTL_DEFAULT;
+            json_object_foreach(v, k2, v2)
+            {
+                if (!strcmp(k2, "key")) {
+                    if (get_str(v2, MAX_STR, &s->cache_key)) {
+                        *field = "cache.key";
+                        *why = "must be a string of 1 to 1024 bytes";
+                        goto bad;
+                    }
+                } else if (!strcmp(k2, "ttl_ms")) {
+                    if (get_ms(v2, 0, &s->cache_ttl_ms)) {
+                        *field = "cache.ttl_ms";
+                        *why = "must be a non-negative integer (ms)";
+                        goto bad;
+                    }
+                } else {
+                    *field = "cache";
+                    *why = "unknown field (key and ttl_ms are accepted)";
+                    goto bad;
+                }
+            }
+            if (!s->cache_key) {
+                *field = "cache.key";
+                *why = "is required";
                 goto bad;
             }
         } else {

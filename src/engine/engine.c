@@ -184,12 +184,14 @@ static void extra_free(jobq_job_extra *x)
     g_free(x->project);
     g_free(x->tags);
     g_free(x->requires);
+    g_free(x->webhook);
     g_free(x->result);
     g_free(x->error);
     g_free(x->error_type);
     g_free(x->progress);
     g_free(x->checkpoint);
     g_free(x->worker);
+    jobq_orch_free(x->orch);
     jobq_resources_free(x->req);
     g_free(x);
 }
@@ -313,6 +315,7 @@ jobq_engine *jobq_engine_new(const jobq_engine_config *cfg, const jobq_engine_ho
     e->fresh = g_ptr_array_new();
     g_queue_init(&e->inflight);
     e->graveyard = g_ptr_array_new();
+    jobq_orch_init(e);
     jobq_limits_init(e);
     e->event_seq = 1;
     e->ev_buf = g_string_sized_new(512);
@@ -377,6 +380,7 @@ void jobq_engine_free(jobq_engine *e)
     g_ptr_array_free(e->dirty_queues, TRUE);
     g_ptr_array_free(e->dead_queues, TRUE);
     g_ptr_array_free(e->fresh, TRUE);
+    jobq_orch_fini(e);
     jobq_limits_fini(e);
     g_string_free(e->ev_buf, TRUE);
     g_string_free(e->ev_fields, TRUE);
@@ -613,6 +617,8 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
         jobq_entered_active(e, j);
     place(e, j);
     jobq_event_state(e, j, from, now);
+    if (j->x && j->x->orch) /* after the job's own event: a flow's end follows it */
+        jobq_orch_state(e, j, from, to, now);
 }
 
 void jobq_make_ready(jobq_engine *e, jobq_job *j, int64_t now)
@@ -631,6 +637,8 @@ void jobq_job_destroy(jobq_engine *e, jobq_job *j, int64_t now)
 {
     jobq_queue *q = j->q;
 
+    if (j->x && j->x->orch)
+        jobq_orch_destroy(e, j, now);
     if (j->state == JOBQ_ACTIVE && j->x && j->x->worker)
         jobq_worker_active(e, j->x->worker, -1);
     if (j->state == JOBQ_ACTIVE)
@@ -732,6 +740,8 @@ void jobq_finalize(jobq_engine *e, jobq_job *j, int to, int64_t now)
     jobq_queue_touch(e, q, now);
     if (e->hooks.final)
         e->hooks.final(e->hooks.ud, j, 0);
+    if (j->x->orch) /* keys, cache, dependants */
+        jobq_orch_final(e, j, now);
     if (was_active && q->o.concurrency > 0 && q->ready && g_sequence_get_length(q->ready) &&
         jobq_queue_can_dispatch(q))
         jobq_notify_ready(e, q);

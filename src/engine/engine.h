@@ -191,9 +191,26 @@ typedef struct jobq_job_spec {
     jobq_backoff *backoff; /* NULL: queue default (borrowed; the engine takes a ref) */
     int64_t timeout_ms;    /* -1: queue default; 0 = none */
     int64_t lease_ms;      /* 0: queue default */
+    /* orchestration (docs/orchestration.md) */
+    const char *const *depends_on; /* ids of existing jobs (flows: refs), ndeps of them */
+    size_t ndeps;
+    int review;                /* 1: a completion waits in state review for approval */
+    int on_parent_failure;     /* JOBQ_OPF_CANCEL (default) or JOBQ_OPF_CONTINUE */
+    const char *unique_key;    /* a live job with this key in the queue is returned instead */
+    const char *cache_key;     /* a job completed with this key within cache_ttl_ms is reused */
+    int64_t cache_ttl_ms;
+    const char *ref;           /* flows: the job's name within its flow */
+    const char *webhook;       /* normalised JSON text (jobq_webhook_parse) or NULL */
     /* storage owned by the spec when filled by jobq_job_spec_parse */
-    char *own_data, *own_tags, *own_requires;
+    char *own_data, *own_tags, *own_requires, *own_webhook;
+    const char **own_deps;
 } jobq_job_spec;
+
+enum { JOBQ_OPF_CANCEL = 0, JOBQ_OPF_CONTINUE = 1 };
+#define JOBQ_MAX_DEPS 64                               /* parents per job */
+#define JOBQ_CACHE_TTL_DEFAULT (INT64_C(24) * 3600000) /* cache.ttl_ms when not given */
+/* "cancel" / "continue" → JOBQ_OPF_*, or -1. */
+int jobq_opf_parse(const char *s);
 
 /* Parses one enqueue item (a JSON object) into spec. Pointers in spec borrow from obj, which
  * must outlive the spec; jobq_job_spec_clear frees what the spec owns. On error returns
@@ -205,6 +222,19 @@ int jobq_job_spec_parse(const json_t *obj, int64_t now, jobq_job_spec *spec, con
 int jobq_job_spec_parse_raw(const json_t *obj, const char *raw_data, size_t raw_len, int64_t now,
                             jobq_job_spec *spec, const char **field, const char **why);
 void jobq_job_spec_clear(jobq_job_spec *spec);
+
+/* Webhooks (webhook.c). Checks a webhook description: a registered hook's body
+ * (registered = 1: url, events required; queues, project, secret, token) or a job's
+ * `webhook` option (url required; events, secret, token). On success *out is the normalised
+ * JSON text (new, free()); on error JOBQ_EINVAL with *field (static or pointing into obj)
+ * and *why. */
+int jobq_webhook_parse(const json_t *obj, int registered, char **out, const char **field,
+                       const char **why);
+/* 1 when t is an event type a webhook may name: a type of docs/api.md, "*", or a family
+ * ("job.*", "flow.*", "queue.*", "health.*"). */
+int jobq_webhook_type_known(const char *t);
+/* 1 when event type `type` matches `pattern` (a type, "*", or "family.*"). */
+int jobq_webhook_type_match(const char *pattern, const char *type);
 
 /* Priority names: low=-10 normal=0 high=10 urgent=20. 0 and *out set, or -1. */
 int jobq_priority_parse(const char *s, int *out);
@@ -219,6 +249,8 @@ int jobq_job_cancel_requested(const jobq_job *j);
 /* Stored JSON texts of the job's result and error, or NULL. Borrowed. */
 const char *jobq_job_result_text(const jobq_job *j);
 const char *jobq_job_error_text(const jobq_job *j);
+/* The job's own webhook (normalised JSON text of its `webhook` option) or NULL. Borrowed. */
+const char *jobq_job_webhook_text(const jobq_job *j);
 /* The job's current lease token (16 hex digits) into buf[17]; "" when it has none. */
 void jobq_job_lease(const jobq_job *j, char buf[17]);
 
@@ -344,6 +376,63 @@ jobq_job *jobq_engine_job(const jobq_engine *e, const char *id);
  * JOBQ_EEXIST (id taken), JOBQ_EDRAINING, JOBQ_EFULL, JOBQ_EINVAL (bad id or queue name). */
 int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *specs, size_t n,
                         int64_t now, jobq_job **out, long *bad);
+
+/* The same, saying per job what happened: flags[i] (n slots, may be NULL) gets
+ * JOBQ_ENQ_DEDUP when out[i] is the live job already holding the item's unique_key (nothing
+ * new was made), JOBQ_ENQ_CACHED when out[i] was made completed from the result cache. A
+ * depends_on naming no job answers JOBQ_EINVAL with *bad set and *why_id the id (borrowed
+ * from the spec). */
+enum { JOBQ_ENQ_DEDUP = 1, JOBQ_ENQ_CACHED = 2 };
+int jobq_engine_enqueue_ex(jobq_engine *e, const char *queue, const jobq_job_spec *specs,
+                           size_t n, int64_t now, jobq_job **out, unsigned char *flags, long *bad,
+                           const char **why_id);
+
+/* Orchestration read-outs. */
+int jobq_job_in_review(const jobq_job *j); /* has review: true */
+const char *jobq_job_flow_id(const jobq_job *j); /* NULL outside flows */
+
+/* Review gates: a job in state review is approved (result: JSON text replacing its result,
+ * NULL keeps it) → completed, dependants unblock; or rejected with a reason (notes: JSON
+ * text or NULL): rerun → back to waiting with the reason in its review_feedback, else failed
+ * (error type "rejected"). JOBQ_ESTATE unless the job is in review. */
+int jobq_engine_job_approve(jobq_engine *e, jobq_job *j, const char *result, int64_t now);
+int jobq_engine_job_reject(jobq_engine *e, jobq_job *j, const char *reason, const char *notes,
+                           int rerun, int64_t now);
+
+/* ---- flows: a DAG of jobs by ref, created atomically (orch.c) */
+typedef struct jobq_flow jobq_flow;
+
+typedef struct jobq_flow_item {
+    const char *queue; /* borrowed */
+    jobq_job_spec spec; /* spec.ref names it; spec.depends_on holds refs */
+} jobq_flow_item;
+
+typedef struct jobq_flow_spec {
+    const char *name, *project; /* may be NULL */
+    int on_parent_failure;      /* JOBQ_OPF_* for every job */
+    jobq_flow_item *items;
+    size_t n;
+    const char *const *skipped; /* refs of pipeline stages left out (shown, not run) */
+    size_t nskipped;
+} jobq_flow_spec;
+
+/* Validates and creates the flow and all its jobs, or nothing. Errors: JOBQ_EINVAL with
+ * *bad_ref (the offending ref, borrowed) and *why (duplicate ref, unknown ref, cycle, bad
+ * queue name); JOBQ_ENOTFOUND (strict, unknown queue; *bad_ref the item's ref),
+ * JOBQ_EDRAINING, JOBQ_EFULL, JOBQ_EEXIST (a given job id is taken). */
+int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t now,
+                            jobq_flow **out, const char **bad_ref, const char **why);
+jobq_flow *jobq_engine_flow(const jobq_engine *e, const char *id);
+const char *jobq_flow_id(const jobq_flow *f);
+int jobq_flow_final(const jobq_flow *f);
+/* Cancels every live job of the flow (active ones through cancel_requested). JOBQ_ESTATE
+ * when the flow has already ended. */
+int jobq_engine_flow_cancel(jobq_engine *e, jobq_flow *f, int64_t now);
+/* Appends the flow as docs/api.md shows it. */
+void jobq_flow_render(const jobq_engine *e, const jobq_flow *f, GString *out);
+/* Flows newest first, of `project` (NULL: any); up to limit into out, returns how many. */
+size_t jobq_engine_flow_list(const jobq_engine *e, const char *project, size_t limit,
+                             jobq_flow **out);
 
 /* Admin verbs. JOBQ_ESTATE when the state does not allow it. */
 int jobq_engine_job_delete(jobq_engine *e, jobq_job *j, int64_t now);

@@ -50,11 +50,52 @@ enum {
 /* Which list of its queue a job is in. */
 enum { JL_NONE, JL_PENDING, JL_DELAYED, JL_ACTIVE, JL_COMPLETED, JL_FAILED, JL_CANCELLED };
 
+/* Orchestration parts of a job (dependencies, flow, review, dedup, cache), allocated only
+ * for jobs that use any of them (orch.c). Parents are kept by id: a parent may be removed
+ * (retention, DELETE) while its id stays part of the child's record. */
+typedef struct jobq_orch {
+    char **parents;        /* ids, nparents of them */
+    uint16_t nparents;
+    uint16_t unmet;        /* parents not completed yet (the job is blocked while > 0) */
+    uint8_t review;        /* completion waits in state review */
+    uint8_t opf;           /* JOBQ_OPF_*: what a failed or cancelled parent does to it */
+    uint8_t cached;        /* made completed from the result cache */
+    uint32_t flow_idx;     /* its slot in flow->jobs */
+    GPtrArray *children;   /* live jobs that depend on it (jobq_job*), or NULL */
+    jobq_flow *flow;       /* NULL outside flows (borrowed: flows live as long as the engine) */
+    char *ref;             /* its name within the flow */
+    char *unique_key;      /* "queue\nkey" index key, NULL = none */
+    char *cache_key;       /* "queue\nkey" index key, NULL = none */
+    int64_t cache_ttl_ms;
+    char *feedback;        /* JSON {"reason","notes","result","at"} after a reject with rerun */
+} jobq_orch;
+
+/* A flow: jobs by ref, their states counted as they change (no scans), stored as a
+ * document of kind "flow" when made, cancelled, and when it ends. */
+struct jobq_flow {
+    char id[37];
+    char *name, *project;
+    int opf;       /* JOBQ_OPF_* */
+    int cancelled; /* a flow cancel was asked */
+    int state;     /* JOBQ_FLOW_* */
+    int64_t created_at, finished_at;
+    size_t n;
+    char **refs, **ids;
+    jobq_job **jobs;   /* NULL once a job is removed */
+    char **skipped;    /* pipeline stages left out */
+    size_t nskipped;
+    int64_t counts[JOBQ_NSTATES]; /* member jobs per state; a removed live job counts cancelled */
+};
+
+enum { JOBQ_FLOW_RUNNING, JOBQ_FLOW_REVIEW, JOBQ_FLOW_COMPLETED, JOBQ_FLOW_FAILED,
+       JOBQ_FLOW_CANCELLED };
+
 /* Rarely-needed parts of a job, allocated on first need. */
 typedef struct jobq_job_extra {
     char *name, *group, *tier, *project;
     char *tags;       /* JSON object text */
     char *requires;   /* JSON object text */
+    char *webhook;    /* JSON object text (jobq_webhook_parse), NULL = none */
     char *result;     /* JSON text */
     char *error;      /* JSON text of the error object */
     char *error_type; /* borrowed view into nothing: owned copy of error.type, may be NULL */
@@ -68,6 +109,7 @@ typedef struct jobq_job_extra {
     int log_n;       /* log lines written (next n) */
     int log_first;   /* n of the oldest kept line */
     int log_attempt; /* attempt the last lines belong to */
+    jobq_orch *orch; /* NULL unless the job uses orchestration */
     /* limits (limits.c) */
     jobq_resources *req;        /* parsed `requires`, or NULL */
     struct jobq_group *grp;     /* its group while ready or active in a grouped queue */
@@ -221,6 +263,13 @@ struct jobq_engine {
     int64_t seq_written;       /* next_seq as last written to the store's meta */
     int64_t last_worker_prune; /* ms since epoch */
     int loading;
+    /* orchestration (orch.c) */
+    GHashTable *uniq;   /* "queue\nunique_key" → live job holding it */
+    GHashTable *cache;  /* "queue\ncache key" → latest job that ran and completed with it */
+    GHashTable *flows;  /* id → jobq_flow* */
+    GQueue flow_order;  /* flows in creation order */
+    GPtrArray *settle;  /* jobs that became final whose dependants are still to be told */
+    int settling;
     /* limits (limits.c) */
     int64_t nactive;    /* active jobs across all queues */
     int64_t max_active; /* 0 = no cap */
@@ -310,9 +359,39 @@ int jobq_tier_priority(const jobq_engine *e, const char *tier, int *out);
 jobq_resources *jobq_resources_from_text(const char *json);
 jobq_worker *jobq_worker_get(jobq_engine *e, const char *id);
 
+/* orch.c */
+void jobq_orch_init(jobq_engine *e);
+void jobq_orch_fini(jobq_engine *e);
+void jobq_orch_free(jobq_orch *o);
+jobq_orch *jobq_orch_of(jobq_job *j); /* allocates */
+/* j's state changed from → to (flow counters) */
+void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now);
+/* j became final: keys, cache, dependants */
+void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now);
+/* j is being removed */
+void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now);
+/* a completion of a job with review: true; returns 1 when it went to review */
+int jobq_orch_review_enter(jobq_engine *e, jobq_job *j, int64_t now);
+/* retry of a failed/cancelled job: 1 when it is blocked again on its parents */
+int jobq_orch_retry(jobq_engine *e, jobq_job *j, int64_t now);
+void jobq_orch_opts(const jobq_job *j, GString *o, int *first);      /* stored options */
+int jobq_orch_apply_opt(jobq_engine *e, jobq_job *j, const char *key, json_t *v);
+void jobq_orch_loaded(jobq_engine *e, jobq_job *j); /* links a loaded job (load_job) */
+void jobq_orch_load_done(jobq_engine *e, int64_t now);
+int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body);
+/* The initial state of a new job using orchestration; links it (parents, flow, keys). */
+int jobq_orch_setup(jobq_engine *e, jobq_job *j, const jobq_job_spec *s, jobq_job **parents,
+                    jobq_flow *f, int64_t now, int initial, unsigned *flags);
+/* The live job of q holding unique_key `key`, or NULL. */
+jobq_job *jobq_orch_unique(jobq_engine *e, const jobq_queue *q, const char *key);
+/* Makes one job from s in q (checked by the caller); parents resolved. */
+jobq_job *jobq_job_create(jobq_engine *e, jobq_queue *q, const jobq_job_spec *s,
+                          jobq_job **parents, jobq_flow *f, int64_t now, unsigned *flags);
+
 /* job.c */
 void jobq_worker_active(jobq_engine *e, const char *worker, int delta);
 char *jobq_job_opts_text(const jobq_job *j); /* JSON for the store (new, g_free) */
-int jobq_job_apply_opts(jobq_job *j, const char *opts_json);
+int jobq_job_apply_opts(jobq_engine *e, jobq_job *j, const char *opts_json);
+int64_t jobq_waiting_size(const jobq_queue *q);
 
 #endif

@@ -154,6 +154,8 @@ char *jobq_job_opts_text(const jobq_job *j)
             jobq_jw_kraw(o, &first, "tags", x->tags);
         if (x->requires)
             jobq_jw_kraw(o, &first, "requires", x->requires);
+        if (x->webhook)
+            jobq_jw_kraw(o, &first, "webhook", x->webhook);
     }
     /* what equals the queue's defaults is left out: most jobs store "{}" and load without
      * parsing anything (such a job takes its queue's defaults as they are when it loads) */
@@ -165,11 +167,13 @@ char *jobq_job_opts_text(const jobq_job *j)
         jobq_jw_key(o, &first, "backoff");
         jobq_backoff_render(b, o);
     }
+    if (x && x->orch)
+        jobq_orch_opts(j, o, &first);
     g_string_append_c(o, '}');
     return g_string_free(o, FALSE);
 }
 
-int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
+int jobq_job_apply_opts(jobq_engine *e, jobq_job *j, const char *opts_json)
 {
     json_t *o, *v;
     const char *key;
@@ -192,14 +196,17 @@ int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
                          : !strcmp(key, "tier")  ? &x->tier
                                                  : &x->project;
             *dst = g_strdup(json_string_value(v));
-        } else if (!strcmp(key, "tags") || !strcmp(key, "requires")) {
+        } else if (!strcmp(key, "tags") || !strcmp(key, "requires") ||
+                   !strcmp(key, "webhook")) {
             jobq_job_extra *x = jobq_extra(j);
             char *t = json_dumps(v, JSON_COMPACT);
             if (!strcmp(key, "tags")) {
                 x->tags = g_strdup(t);
-            } else {
+            } else if (!strcmp(key, "requires")) {
                 x->requires = g_strdup(t);
                 x->req = jobq_resources_from_text(t);
+            } else {
+                x->webhook = g_strdup(t);
             }
             free(t);
         } else if (!strcmp(key, "timeout_ms") && json_is_integer(v)) {
@@ -209,6 +216,9 @@ int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
         } else if (!strcmp(key, "backoff")) {
             const char *f, *w;
             j->backoff = jobq_backoff_parse(v, &f, &w);
+        } else if (jobq_orch_apply_opt(e, j, key, v)) {
+            json_decref(o);
+            return JOBQ_ECORRUPT;
         }
     }
     json_decref(o);
@@ -217,7 +227,7 @@ int jobq_job_apply_opts(jobq_job *j, const char *opts_json)
 
 /* ---------------------------------------------------------------- enqueue */
 
-static int64_t waiting_size(const jobq_queue *q)
+int64_t jobq_waiting_size(const jobq_queue *q)
 {
     return q->counts[JOBQ_WAITING] + q->counts[JOBQ_SCHEDULED] + q->counts[JOBQ_RETRYING] +
            q->counts[JOBQ_BLOCKED];
@@ -228,14 +238,115 @@ static char *dup_or_null(const char *s)
     return s ? g_strdup(s) : NULL;
 }
 
+static int uses_orch(const jobq_job_spec *s, const jobq_flow *f)
+{
+    return f || s->ndeps || s->review || s->unique_key || s->cache_key ||
+           s->on_parent_failure != JOBQ_OPF_CANCEL;
+}
+
+jobq_job *jobq_job_create(jobq_engine *e, jobq_queue *q, const jobq_job_spec *s,
+                          jobq_job **parents, jobq_flow *f, int64_t now, unsigned *flags)
+{
+    char idbuf[37];
+    jobq_job *j;
+    int initial;
+
+    if (s->group && s->tier && !q->tiered) { /* tier limits apply: grouped dispatch */
+        q->tiered = 1;
+        jobq_fair_update(e, q);
+    }
+    if (!s->id)
+        jobq_make_uuid7(e, now, idbuf);
+    j = jobq_job_alloc(s->id ? s->id : idbuf, s->data, s->data_len);
+    j->q = q;
+    j->seq = e->next_seq++;
+    j->created_at = j->updated_at = now;
+    {
+        /* an explicit priority, else the tier's, else the queue's default */
+        int p = q->o.defaults.priority;
+        if (s->has_priority)
+            p = s->priority;
+        else
+            jobq_tier_priority(e, s->tier, &p);
+        j->priority = (int16_t)p;
+    }
+    j->max_attempts = (uint16_t)(s->max_attempts > 0 ? s->max_attempts : q->o.defaults.max_attempts);
+    j->backoff = jobq_backoff_ref(s->backoff ? s->backoff : q->o.defaults.backoff);
+    j->timeout_ms = (int32_t)(s->timeout_ms >= 0 ? s->timeout_ms : q->o.defaults.timeout_ms);
+    j->lease_ms = (int32_t)(s->lease_ms > 0 ? s->lease_ms : q->o.defaults.lease_ms);
+    if (s->name || s->group || s->tier || s->project || s->tags || s->requires || s->webhook) {
+        jobq_job_extra *x = jobq_extra(j);
+        x->name = dup_or_null(s->name);
+        x->group = dup_or_null(s->group);
+        x->tier = dup_or_null(s->tier);
+        x->project = dup_or_null(s->project);
+        x->tags = dup_or_null(s->tags);
+        x->requires = dup_or_null(s->requires);
+        x->req = jobq_resources_from_text(s->requires);
+        x->webhook = dup_or_null(s->webhook);
+    }
+    j->flags = JF_UNCOMMITTED;
+    initial = s->run_at > now ? JOBQ_SCHEDULED : JOBQ_WAITING;
+    j->run_at = s->run_at > now ? s->run_at : 0;
+    if (uses_orch(s, f))
+        initial = jobq_orch_setup(e, j, s, parents, f, now, initial, flags);
+    j->state = (uint8_t)initial;
+    q->counts[initial]++;
+    q->enqueued++;
+    g_hash_table_add(e->jobs, j);
+    jobq_list_push(&e->all, &j->alink);
+    jobq_hist(e, j, -1, initial, now);
+    jobq_mark_dirty(e, j);
+    g_ptr_array_add(e->fresh, j);
+    switch (initial) {
+    case JOBQ_SCHEDULED:
+        jobq_list_move(j, JL_DELAYED);
+        jobq_timer_set(e, j, j->run_at);
+        break;
+    case JOBQ_BLOCKED: /* run_at kept: a delay counts from when it is unblocked */
+        jobq_list_move(j, JL_DELAYED);
+        break;
+    case JOBQ_COMPLETED: /* from the result cache */
+        jobq_extra(j)->finished_at = now;
+        jobq_list_move(j, JL_COMPLETED);
+        break;
+    case JOBQ_CANCELLED: /* a parent had already failed */
+        jobq_extra(j)->finished_at = now;
+        jobq_list_move(j, JL_CANCELLED);
+        break;
+    default:
+        jobq_list_move(j, JL_PENDING);
+    }
+    if (initial == JOBQ_WAITING || initial == JOBQ_SCHEDULED) {
+        jobq_event_state(e, j, -1, now);
+    } else if (jobq_engine_events_on(e)) {
+        /* made blocked, or already ended (cache, failed parent): created, then how it ended */
+        jobq_engine_emit_job(e, j, "job.created", now, NULL);
+        if (initial != JOBQ_BLOCKED)
+            jobq_event_state(e, j, -1, now);
+    }
+    return j;
+}
+
 int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *specs, size_t n,
                         int64_t now, jobq_job **out, long *bad)
 {
+    const char *why_id;
+
+    return jobq_engine_enqueue_ex(e, queue, specs, n, now, out, NULL, bad, &why_id);
+}
+
+int jobq_engine_enqueue_ex(jobq_engine *e, const char *queue, const jobq_job_spec *specs,
+                           size_t n, int64_t now, jobq_job **out, unsigned char *flags, long *bad,
+                           const char **why_id)
+{
     jobq_queue *q = jobq_engine_queue(e, queue);
     GHashTable *seen = NULL;
+    GPtrArray *parents = NULL;
     int rc = 0;
 
     *bad = -1;
+    *why_id = NULL;
     if (!q) {
         if (e->cfg.strict_queues)
             return JOBQ_ENOTFOUND;
@@ -244,11 +355,19 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
     } else {
         if (q->status == JOBQ_Q_DRAINING)
             return JOBQ_EDRAINING;
-        if (q->o.max_size > 0 && waiting_size(q) + (int64_t)n > q->o.max_size)
+        if (q->o.max_size > 0 && jobq_waiting_size(q) + (int64_t)n > q->o.max_size)
             return JOBQ_EFULL;
     }
-    /* ids: free, and unique within the request */
+    /* ids: free, and unique within the request; parents: existing jobs */
     for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < specs[i].ndeps; k++) {
+            if (!jobq_engine_job(e, specs[i].depends_on[k])) {
+                *bad = (long)i;
+                *why_id = specs[i].depends_on[k];
+                rc = JOBQ_EINVAL;
+                goto out;
+            }
+        }
         if (!specs[i].id)
             continue;
         if (!jobq_valid_job_id(specs[i].id)) {
@@ -279,72 +398,36 @@ int jobq_engine_enqueue(jobq_engine *e, const char *queue, const jobq_job_spec *
         if (rc)
             goto out;
     }
-    for (size_t i = 0; i < n && !q->tiered; i++) {
-        if (specs[i].group && specs[i].tier) { /* tier limits apply: grouped dispatch */
-            q->tiered = 1;
-            jobq_fair_update(e, q);
-        }
-    }
     for (size_t i = 0; i < n; i++) {
         const jobq_job_spec *s = &specs[i];
-        char idbuf[37];
-        jobq_job *j;
-        int initial;
+        unsigned fl = 0;
+        jobq_job *dup = s->unique_key ? jobq_orch_unique(e, q, s->unique_key) : NULL;
 
-        if (!s->id)
-            jobq_make_uuid7(e, now, idbuf);
-        j = jobq_job_alloc(s->id ? s->id : idbuf, s->data, s->data_len);
-        j->q = q;
-        j->seq = e->next_seq++;
-        j->created_at = j->updated_at = now;
-        {
-            /* an explicit priority, else the tier's, else the queue's default */
-            int p = q->o.defaults.priority;
-            if (s->has_priority)
-                p = s->priority;
-            else
-                jobq_tier_priority(e, s->tier, &p);
-            j->priority = (int16_t)p;
+        if (dup) { /* a live job holds the key: it is the answer, nothing new is made */
+            out[i] = dup;
+            if (flags)
+                flags[i] = JOBQ_ENQ_DEDUP;
+            continue;
         }
-        j->max_attempts =
-            (uint16_t)(s->max_attempts > 0 ? s->max_attempts : q->o.defaults.max_attempts);
-        j->backoff = jobq_backoff_ref(s->backoff ? s->backoff : q->o.defaults.backoff);
-        j->timeout_ms = (int32_t)(s->timeout_ms >= 0 ? s->timeout_ms : q->o.defaults.timeout_ms);
-        j->lease_ms = (int32_t)(s->lease_ms > 0 ? s->lease_ms : q->o.defaults.lease_ms);
-        if (s->name || s->group || s->tier || s->project || s->tags || s->requires) {
-            jobq_job_extra *x = jobq_extra(j);
-            x->name = dup_or_null(s->name);
-            x->group = dup_or_null(s->group);
-            x->tier = dup_or_null(s->tier);
-            x->project = dup_or_null(s->project);
-            x->tags = dup_or_null(s->tags);
-            x->requires = dup_or_null(s->requires);
-            x->req = jobq_resources_from_text(s->requires);
+        if (s->ndeps) {
+            if (!parents)
+                parents = g_ptr_array_new();
+            g_ptr_array_set_size(parents, 0);
+            for (size_t k = 0; k < s->ndeps; k++)
+                g_ptr_array_add(parents, jobq_engine_job(e, s->depends_on[k]));
         }
-        j->flags = JF_UNCOMMITTED;
-        initial = s->run_at > now ? JOBQ_SCHEDULED : JOBQ_WAITING;
-        j->state = (uint8_t)initial;
-        q->counts[initial]++;
-        q->enqueued++;
-        g_hash_table_add(e->jobs, j);
-        jobq_list_push(&e->all, &j->alink);
-        jobq_hist(e, j, -1, initial, now);
-        jobq_mark_dirty(e, j);
-        g_ptr_array_add(e->fresh, j);
-        if (initial == JOBQ_SCHEDULED) {
-            j->run_at = s->run_at;
-            jobq_list_move(j, JL_DELAYED);
-            jobq_timer_set(e, j, s->run_at);
-        } else {
-            jobq_list_move(j, JL_PENDING);
-        }
-        jobq_event_state(e, j, -1, now);
-        out[i] = j;
+        out[i] = jobq_job_create(e, q, s, s->ndeps ? (jobq_job **)parents->pdata : NULL, NULL,
+                                 now, &fl);
+        if (flags)
+            flags[i] = (unsigned char)fl;
     }
     jobq_queue_touch(e, q, now);
+    jobq_retention(e, q, now, 0); /* jobs made final at once (cache, failed parent) */
 out:
     if (seen)
         g_hash_table_destroy(seen);
+    if (parents)
+        g_ptr_array_free(parents, TRUE);
     return rc;
 }
 
@@ -434,7 +517,7 @@ int jobq_engine_complete(jobq_engine *e, jobq_job *j, const char *lease, const c
 
     if (repeat)
         *repeat = 0;
-    if (repeated(j, lease, JOBQ_COMPLETED)) {
+    if (repeated(j, lease, JOBQ_COMPLETED) || repeated(j, lease, JOBQ_REVIEW)) {
         if (repeat)
             *repeat = 1;
         return 0;
@@ -447,6 +530,8 @@ int jobq_engine_complete(jobq_engine *e, jobq_job *j, const char *lease, const c
         jobq_breaker_success(e, j->q, now);
     set_text(&j->x->result, result);
     j->attempt++;
+    if (jobq_orch_review_enter(e, j, now))
+        return 0;
     jobq_finalize(e, j, (j->flags & JF_CANCEL_REQUESTED) ? JOBQ_CANCELLED : JOBQ_COMPLETED, now);
     return 0;
 }
@@ -609,7 +694,8 @@ int jobq_engine_job_retry(jobq_engine *e, jobq_job *j, int64_t now)
         set_text(&j->x->result, NULL);
         j->x->finished_at = 0;
     }
-    jobq_make_ready(e, j, now);
+    if (!jobq_orch_retry(e, j, now))
+        jobq_make_ready(e, j, now);
     jobq_queue_touch(e, j->q, now);
     return 0;
 }

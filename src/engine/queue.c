@@ -673,7 +673,7 @@ static int load_job(void *ud, const jobq_job_row *r)
         j->flags |= JF_CANCEL_REQUESTED;
     j->lease_ms = (int32_t)q->o.defaults.lease_ms;
     j->timeout_ms = (int32_t)q->o.defaults.timeout_ms;
-    if (jobq_job_apply_opts(j, r->opts)) {
+    if (jobq_job_apply_opts(e, j, r->opts)) {
         jobq_job_free(j);
         return JOBQ_ECORRUPT;
     }
@@ -712,6 +712,8 @@ static int load_job(void *ud, const jobq_job_row *r)
         q->tiered = 1;
     g_hash_table_add(e->jobs, j);
     jobq_list_push(&e->all, &j->alink);
+    if (j->x && j->x->orch)
+        jobq_orch_loaded(e, j);
     return 0;
 }
 
@@ -730,6 +732,8 @@ static int load_doc(void *ud, const char *kind, const char *id, const char *body
 {
     jobq_engine *e = ud;
 
+    if (strcmp(kind, "flow") == 0)
+        return jobq_orch_load_flow(e, id, body);
     if (strcmp(kind, "schedule") == 0)
         return jobq_scheds_load(e, id, body);
     if (e->hooks.doc)
@@ -793,6 +797,7 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
     }
     e->loading = 0;
     e->started_at = now;
+    jobq_orch_load_done(e, now);
     {
         /* grouped queues index their ready jobs by group, once they are all in place */
         GHashTableIter it;

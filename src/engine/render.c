@@ -11,10 +11,28 @@
 #include "engine/internal.h"
 #include "util/jsonw.h"
 
+/* A fetched job's parents' results, keyed the way depends_on named them: by ref within a
+ * flow, by id otherwise. A parent removed meanwhile gives null. */
+static void render_parents(const jobq_engine *e, const jobq_orch *oc, GString *o, int *first)
+{
+    jobq_jw_key(o, first, "parents");
+    g_string_append_c(o, '{');
+    for (size_t k = 0; k < oc->nparents; k++) {
+        const jobq_job *p = jobq_engine_job(e, oc->parents[k]);
+        const jobq_orch *po = p && p->x ? p->x->orch : NULL;
+        int f2 = (k == 0);
+        jobq_jw_key(o, &f2,
+                    po && po->ref && oc->flow && po->flow == oc->flow ? po->ref : oc->parents[k]);
+        g_string_append(o, p && p->x && p->x->result ? p->x->result : "null");
+    }
+    g_string_append_c(o, '}');
+}
+
 void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, int64_t now,
                      GString *o)
 {
     const jobq_job_extra *x = j->x;
+    const jobq_orch *oc = x ? x->orch : NULL;
     int first = 1;
     int64_t pos = jobq_engine_job_position(e, j);
 
@@ -42,8 +60,15 @@ void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, in
     jobq_jw_kint(o, &first, "lease_ms", j->lease_ms);
     jobq_jw_kts(o, &first, "run_at",
                 j->state == JOBQ_SCHEDULED || j->state == JOBQ_RETRYING ? j->run_at : 0);
-    jobq_jw_kraw(o, &first, "depends_on", "[]");
-    jobq_jw_kbool(o, &first, "review", 0);
+    jobq_jw_key(o, &first, "depends_on");
+    g_string_append_c(o, '[');
+    for (size_t k = 0; oc && k < oc->nparents; k++) {
+        if (k)
+            g_string_append_c(o, ',');
+        jobq_jw_str(o, oc->parents[k]);
+    }
+    g_string_append_c(o, ']');
+    jobq_jw_kbool(o, &first, "review", oc && oc->review);
     jobq_jw_kraw(o, &first, "requires", x && x->requires ? x->requires : "{}");
     jobq_jw_kraw(o, &first, "checkpoint", x ? x->checkpoint : NULL);
     jobq_jw_kraw(o, &first, "progress", x ? x->progress : NULL);
@@ -62,7 +87,17 @@ void jobq_job_render(const jobq_engine *e, const jobq_job *j, int with_lease, in
     }
     jobq_jw_kstr(o, &first, "worker", x && j->state == JOBQ_ACTIVE ? x->worker : NULL);
     jobq_jw_kbool(o, &first, "cancel_requested", (j->flags & JF_CANCEL_REQUESTED) != 0);
-    jobq_jw_kraw(o, &first, "flow", NULL);
+    jobq_jw_kstr(o, &first, "flow", oc && oc->flow ? oc->flow->id : NULL);
+    if (oc) {
+        if (oc->ref)
+            jobq_jw_kstr(o, &first, "ref", oc->ref);
+        if (oc->cached)
+            jobq_jw_kbool(o, &first, "cached", 1);
+        if (oc->feedback)
+            jobq_jw_kraw(o, &first, "review_feedback", oc->feedback);
+        if (with_lease && oc->nparents)
+            render_parents(e, oc, o, &first);
+    }
     jobq_jw_kraw(o, &first, "traceparent", NULL);
     jobq_jw_kint(o, &first, "created_at", j->created_at);
     jobq_jw_kts(o, &first, "started_at", x ? x->started_at : 0);

@@ -1,0 +1,468 @@
+"""Webhooks: registration, per-job webhooks, signed deliveries with retries, filters, the
+progress throttle, and the durable outbox across kill -9.
+
+Deliveries go to a real HTTP receiver on loopback (http.server in a thread) that records
+every request and answers with the status codes the test scripts. Servers run with
+--webhook-backoff-ms so retries take milliseconds (the schedule is the same, scaled)."""
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_error, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+JOBQ = os.environ.get("JOBQ") or str(REPO / "build" / "jobq")
+FAST = ["--webhook-backoff-ms", "100"]
+
+
+# ---- the verification snippet of docs/webhooks.md, verbatim -------------------------------
+
+def verify(secret: bytes, headers, body: bytes, tolerance_s: int = 300) -> bool:
+    ts = headers.get("X-Jobq-Timestamp", "")
+    sig = headers.get("X-Jobq-Signature", "")
+    if not ts.isdigit() or not sig.startswith("sha256="):
+        return False
+    if abs(time.time() - int(ts)) > tolerance_s:
+        return False  # too old (or from the future): a replay
+    expected = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, sig[len("sha256="):])
+
+
+# ---- a receiver ----------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """Records every POST; answers `codes` in turn (then 200). Not listening until start()."""
+
+    def __init__(self, codes=(), port=None):
+        self.port = port or free_port()
+        self.codes = list(codes)
+        self.calls = []  # dicts: path, headers, body, json, code
+        self.lock = threading.Lock()
+        self.httpd = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with rec.lock:
+                    code = rec.codes.pop(0) if rec.codes else 200
+                    rec.calls.append({"path": self.path, "headers": self.headers, "body": body,
+                                      "json": json.loads(body), "code": code})
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def got(self, path=None, type=None):
+        with self.lock:
+            return [c for c in self.calls
+                    if (path is None or c["path"] == path)
+                    and (type is None or c["json"].get("type") == type)]
+
+    def wait(self, n, path=None, type=None, timeout=10.0):
+        return wait_until(lambda: (lambda g: g if len(g) >= n else None)(self.got(path, type)),
+                          timeout, what=f"{n} deliveries to {path or 'any path'} of {type}")
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(codes=(), port=None, start=True):
+        r = Receiver(codes, port)
+        made.append(r)
+        return r.start() if start else r
+
+    yield make
+    for r in made:
+        r.stop()
+
+
+def add_hook(s, url, events, **extra):
+    body = {"url": url, "events": events}
+    body.update(extra)
+    return s.call("POST", "/v1/webhooks", body, 201)
+
+
+def deliveries(s, hook_id):
+    return s.call("GET", f"/v1/webhooks/{hook_id}/deliveries")["deliveries"]
+
+
+def settled(s, hook_id, n):
+    """The hook's deliveries once n of them are finished and none is pending."""
+    def check():
+        ds = deliveries(s, hook_id)
+        done = [d for d in ds if d["status"] in ("delivered", "failed")]
+        return ds if len(done) >= n and len(done) == len(ds) else None
+    return wait_until(check, 15, what=f"{n} finished deliveries of {hook_id}")
+
+
+def run_job(s, q, complete=True, **opts):
+    j = s.enqueue(q, {"v": 1}, **opts)
+    got = s.fetch_until(q)
+    assert got["id"] == j["id"]
+    if complete:
+        s.complete(got, {"ok": True})
+    return got
+
+
+# ---- registration ---------------------------------------------------------------------------
+
+def test_create_list_get_delete(srv):
+    h = add_hook(srv, "https://example.com/hook", ["job.completed", "job.failed"],
+                 queues=["render"], project="p1", secret="s3cret", token="tok")
+    assert h["id"] and h["url"] == "https://example.com/hook"
+    assert h["events"] == ["job.completed", "job.failed"]
+    assert h["queues"] == ["render"] and h["project"] == "p1"
+    assert h["has_secret"] is True and h["has_token"] is True
+    assert "secret" not in h and "token" not in h  # never shown again
+    assert isinstance(h["created_at"], int) and h["pending"] == 0
+    assert srv.call("GET", f"/v1/webhooks/{h['id']}") == h
+    listed = srv.call("GET", "/v1/webhooks")
+    assert h in listed["webhooks"]
+    assert set(listed["outbox"]) >= {"pending", "sending", "delivered", "failed", "dropped", "max"}
+    assert deliveries(srv, h["id"]) == []
+    r = srv.request("DELETE", f"/v1/webhooks/{h['id']}")
+    assert r.status == 204
+    assert_error(srv.request("GET", f"/v1/webhooks/{h['id']}"), 404, "not_found")
+    assert_error(srv.request("DELETE", f"/v1/webhooks/{h['id']}"), 404, "not_found")
+    assert_error(srv.request("GET", f"/v1/webhooks/{h['id']}/deliveries"), 404, "not_found")
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"events": ["*"]}, "url"),
+    ({"url": "ftp://example.com/", "events": ["*"]}, "url"),
+    ({"url": "example.com/hook", "events": ["*"]}, "url"),
+    ({"url": "http://", "events": ["*"]}, "url"),
+    ({"url": 5, "events": ["*"]}, "url"),
+    ({"url": "http://x/"}, "events"),
+    ({"url": "http://x/", "events": []}, "events"),
+    ({"url": "http://x/", "events": "job.completed"}, "events"),
+    ({"url": "http://x/", "events": ["job.finished"]}, "events"),
+    ({"url": "http://x/", "events": ["*"], "queues": []}, "queues"),
+    ({"url": "http://x/", "events": ["*"], "queues": ["bad name"]}, "queues"),
+    ({"url": "http://x/", "events": ["*"], "project": 7}, "project"),
+    ({"url": "http://x/", "events": ["*"], "secret": ""}, "secret"),
+    ({"url": "http://x/", "events": ["*"], "token": "a\r\nX-Evil: 1"}, "token"),
+    ({"url": "http://x/", "events": ["*"], "retries": 9}, "retries"),
+])
+def test_bad_hooks_are_refused_naming_the_field(srv, body, field):
+    assert_error(srv.request("POST", "/v1/webhooks", body), 400, "invalid_argument", field)
+
+
+def test_bad_bodies(srv):
+    assert_error(srv.request("POST", "/v1/webhooks", "[1]"), 400, "invalid_argument", "body")
+    assert_error(srv.request("POST", "/v1/webhooks", "{"), 400, "invalid_json")
+    assert_error(srv.request("POST", "/v1/webhooks", b""), 400, "invalid_json")
+    assert_error(srv.request("GET", "/v1/webhooks/x/deliveries?limit=-1"), 400,
+                 "invalid_argument", "limit")
+
+
+@pytest.mark.parametrize("hook,field", [
+    ({"events": ["job.completed"]}, "webhook.url"),
+    ({"url": "gopher://x/"}, "webhook.url"),
+    ({"url": "http://x/", "events": ["nope"]}, "webhook.events"),
+    ({"url": "http://x/", "token": 5}, "webhook.token"),
+    ({"url": "http://x/", "queues": ["q"]}, "webhook"),
+    ("http://x/", "webhook"),
+])
+def test_bad_job_webhooks_are_refused(srv, q, hook, field):
+    assert_error(srv.request("POST", f"/v1/queues/{q}/jobs", {"data": 1, "webhook": hook}),
+                 400, "invalid_argument", field)
+    assert_error(srv.request("POST", f"/v1/queues/{q}/jobs",
+                             {"jobs": [{"data": 1}, {"data": 2, "webhook": hook}]}),
+                 400, "invalid_argument", field)
+
+
+def test_hooks_survive_restart(server):
+    h = add_hook(server, "http://127.0.0.1:9/h", ["*"], secret="x")
+    server.restart()
+    assert server.call("GET", f"/v1/webhooks/{h['id']}") == h
+    server.kill9()
+    server.start()
+    assert server.call("GET", f"/v1/webhooks/{h['id']}") == h
+    assert server.request("DELETE", f"/v1/webhooks/{h['id']}").status == 204
+    server.kill9()
+    server.start()
+    assert_error(server.request("GET", f"/v1/webhooks/{h['id']}"), 404)
+
+
+def test_cli(server, receiver):
+    def jobq(*args):
+        r = subprocess.run([JOBQ, "--url", server.url, *args], capture_output=True, text=True,
+                           timeout=30)
+        return r.returncode, r.stdout, r.stderr
+
+    rc, out, err = jobq("webhook", "add", "http://127.0.0.1:9/cli", "--event", "job.completed",
+                        "--queue", "render", "--secret", "s", "--bearer", "t")
+    assert rc == 0, err
+    h = json.loads(out)
+    assert h["events"] == ["job.completed"] and h["queues"] == ["render"] and h["has_token"]
+    rc, out, _ = jobq("webhook", "list")
+    assert rc == 0 and [x["id"] for x in json.loads(out)["webhooks"]] == [h["id"]]
+    rc, out, _ = jobq("webhook", "get", h["id"])
+    assert rc == 0 and json.loads(out) == h
+    rc, out, _ = jobq("webhook", "deliveries", h["id"], "--limit", "5")
+    assert rc == 0 and json.loads(out) == {"deliveries": []}
+    rc, out, err = jobq("webhook", "add", "ftp://nope", "--event", "job.completed")
+    assert rc == 1 and "invalid_argument" in err
+    rc, _, err = jobq("webhook", "frob")
+    assert rc == 2
+    rc, out, _ = jobq("webhook", "rm", h["id"])
+    assert rc == 0
+    rc, _, err = jobq("webhook", "get", h["id"])
+    assert rc == 1 and "not_found" in err
+
+
+# ---- deliveries ----------------------------------------------------------------------------
+
+def test_retries_signature_and_token(server_factory, receiver):
+    s = server_factory(FAST)
+    rec = receiver(codes=[500, 503])  # the first two attempts fail
+    q = s.qname()
+    h = add_hook(s, rec.url + "/hook", ["job.completed"], queues=[q], secret="whsec-test",
+                 token="tok-1")
+    job = run_job(s, q)
+    calls = rec.wait(3, "/hook")
+    [d] = settled(s, h["id"], 1)
+    assert len(rec.got("/hook")) == 3  # delivered on the third attempt, then never again
+    assert [c["code"] for c in calls] == [500, 503, 200]
+    assert [c["headers"]["X-Jobq-Attempt"] for c in calls] == ["1", "2", "3"]
+    assert len({c["headers"]["X-Jobq-Delivery"] for c in calls}) == 1
+    assert {c["body"] for c in calls} == {calls[0]["body"]}
+    for c in calls:
+        assert c["headers"]["Content-Type"] == "application/json"
+        assert c["headers"]["Authorization"] == "Bearer tok-1"
+        assert c["headers"]["X-Jobq-Event"] == "job.completed"
+        assert verify(b"whsec-test", c["headers"], c["body"])
+        assert not verify(b"wrong-secret", c["headers"], c["body"])
+        assert not verify(b"whsec-test", c["headers"], c["body"] + b" ")
+    ev = calls[0]["json"]
+    assert ev["type"] == "job.completed" and ev["job"] == job["id"] and ev["queue"] == q
+    assert isinstance(ev["seq"], int) and isinstance(ev["at"], int)
+    assert d["status"] == "delivered" and d["attempts"] == 3 and d["code"] == 200
+    assert d["error"] is None and d["event"] == "job.completed" and d["job"] == job["id"]
+    assert d["id"] == calls[0]["headers"]["X-Jobq-Delivery"] and d["seq"] == ev["seq"]
+    assert [a["code"] for a in d["log"]] == [500, 503, 200]
+    assert [a["error"] for a in d["log"]] == ["HTTP 500", "HTTP 503", None]
+    assert d["finished_at"] >= d["created_at"]
+    outbox = s.call("GET", "/v1/webhooks")["outbox"]
+    assert outbox["delivered"] == 1 and outbox["pending"] == 0
+
+
+def test_failed_for_good_after_four_attempts(server_factory, receiver):
+    s = server_factory(FAST)
+    rec = receiver(codes=[500, 500, 500, 500, 500])
+    q = s.qname()
+    h = add_hook(s, rec.url + "/x", ["job.completed"], queues=[q])
+    run_job(s, q)
+    [d] = settled(s, h["id"], 1)
+    assert d["status"] == "failed" and d["attempts"] == 4 and d["code"] == 500
+    assert d["error"] == "HTTP 500" and len(d["log"]) == 4
+    assert len(rec.got("/x")) == 4
+    # the retries waited 100, 400 and 1600 ms (--webhook-backoff-ms 100, times 4 each)
+    gaps = [b["at"] - a["at"] for a, b in zip(d["log"], d["log"][1:])]
+    assert [g >= w for g, w in zip(gaps, [100, 400, 1600])] == [True] * 3, gaps
+    assert s.call("GET", "/v1/webhooks")["outbox"]["failed"] == 1
+
+
+def test_unreachable_endpoint_errors_are_reported(server_factory):
+    s = server_factory(FAST)
+    q = s.qname()
+    h = add_hook(s, f"http://127.0.0.1:{free_port()}/gone", ["job.created"], queues=[q])
+    s.enqueue(q, 1)
+    [d] = settled(s, h["id"], 1)
+    assert d["status"] == "failed" and d["attempts"] == 4 and d["code"] == 0
+    assert "connect" in d["error"].lower()
+
+
+def test_filters_by_type_queue_and_project(srv, receiver):
+    rec = receiver()
+    q1, q2 = srv.qname(), srv.qname()
+    a = add_hook(srv, rec.url + "/a", ["job.created"], queues=[q1])
+    b = add_hook(srv, rec.url + "/b", ["job.completed", "job.failed"], project="proj-b")
+    c = add_hook(srv, rec.url + "/c", ["job.*"], queues=[q2])
+    try:
+        j1 = srv.enqueue(q1, 1, project="proj-b")
+        j2 = srv.enqueue(q2, 2)
+        srv.complete(srv.fetch_until(q1))  # completes j1: project proj-b
+        got = srv.fetch_until(q2)
+        srv.fail(got, "no", retryable=False)  # fails j2 for good: no project
+        settled(srv, a["id"], 1)
+        settled(srv, b["id"], 1)
+        settled(srv, c["id"], 3)
+        assert [(c_["json"]["type"], c_["json"]["job"]) for c_ in rec.got("/a")] == \
+            [("job.created", j1["id"])]
+        assert [(c_["json"]["type"], c_["json"]["job"]) for c_ in rec.got("/b")] == \
+            [("job.completed", j1["id"])]
+        types = sorted(c_["json"]["type"] for c_ in rec.got("/c"))
+        assert types == ["job.created", "job.failed", "job.started"], types
+        assert {c_["json"]["job"] for c_ in rec.got("/c")} == {j2["id"]}
+    finally:
+        for h in (a, b, c):
+            srv.request("DELETE", f"/v1/webhooks/{h['id']}")
+
+
+def test_job_webhook(srv, receiver):
+    rec = receiver()
+    q = srv.qname()
+    j = srv.enqueue(q, {"clip": 1},
+                    webhook={"url": rec.url + "/job", "token": "per-job",
+                             "events": ["job.completed", "job.failed"]})
+    other = srv.enqueue(q, {"clip": 2})  # no webhook: nothing for it
+    got = srv.fetch_until(q)
+    assert got["id"] == j["id"]
+    srv.complete(got, {"url": "s3://out"})
+    srv.complete(srv.fetch_until(q))
+    [call] = rec.wait(1, "/job")
+    assert call["json"]["type"] == "job.completed" and call["json"]["job"] == j["id"]
+    assert call["headers"]["Authorization"] == "Bearer per-job"
+    assert "X-Jobq-Signature" not in call["headers"]
+    [d] = settled(srv, f"job:{j['id']}", 1)
+    assert d["status"] == "delivered" and d["attempts"] == 1
+    assert_error(srv.request("GET", f"/v1/webhooks/job:{other['id']}/deliveries"), 404)
+    assert "webhook" not in srv.job(j["id"])  # may carry a secret: never shown
+
+
+def test_job_webhook_defaults_to_every_job_event(srv, receiver):
+    rec = receiver()
+    q = srv.qname()
+    j = run_job(srv, q, webhook={"url": rec.url + "/all", "secret": "k"})
+    calls = rec.wait(3, "/all")
+    assert [c["json"]["type"] for c in sorted(calls, key=lambda c: c["json"]["seq"])] == \
+        ["job.created", "job.started", "job.completed"]
+    assert all(verify(b"k", c["headers"], c["body"]) for c in calls)
+    assert all(c["json"]["job"] == j["id"] for c in calls)
+
+
+def test_progress_is_throttled_and_coalesced(server_factory, receiver):
+    s = server_factory(FAST + ["--webhook-progress-ms", "2000"])
+    rec = receiver()
+    q = s.qname()
+    h = add_hook(s, rec.url + "/p", ["job.progress"], queues=[q])
+    s.enqueue(q, 1)
+    job = s.fetch_until(q)
+    for pct in (10, 20, 30):
+        s.call("POST", f"/v1/jobs/{job['id']}/progress", {"lease": job["lease"], "percent": pct})
+    first = rec.wait(1, "/p")[0]
+    assert first["json"]["type"] == "job.progress"
+    ds = settled(s, h["id"], 2)  # the held one goes out when the window ends
+    assert len(ds) == 2 and all(d["status"] == "delivered" for d in ds)
+    calls = rec.got("/p")
+    assert len(calls) == 2
+    assert [c["json"]["progress"]["percent"] for c in calls] == [10, 30]
+    # inside the next window (it began when 30 went out): held, replaced, then dropped when
+    # the job ends, although this hook does not take job.completed
+    s.call("POST", f"/v1/jobs/{job['id']}/progress", {"lease": job["lease"], "percent": 40})
+    s.call("POST", f"/v1/jobs/{job['id']}/progress", {"lease": job["lease"], "percent": 50})
+    held = [d for d in deliveries(s, h["id"]) if d["status"] == "throttled"]
+    assert len(held) == 1 and held[0]["next_attempt_at"]
+    s.complete(job)
+    ds = deliveries(s, h["id"])
+    assert len(ds) == 2 and all(d["status"] == "delivered" for d in ds), ds
+    assert s.call("GET", "/v1/webhooks")["outbox"]["pending"] == 0
+
+
+def test_delivery_survives_kill9(server_factory, receiver):
+    # backoff 300 ms: attempts at 0, 0.3, 1.5 and 6.3 s; the receiver comes up after 1 or 2
+    s = server_factory(["--webhook-backoff-ms", "300"])
+    rec = receiver(start=False)  # nobody listens yet
+    q = s.qname()
+    h = add_hook(s, rec.url + "/k", ["job.completed"], queues=[q], secret="kk")
+    j = run_job(s, q, webhook={"url": rec.url + "/jk"})
+    wait_until(lambda: all(d["attempts"] >= 1 for d in
+                           deliveries(s, h["id"]) + deliveries(s, f"job:{j['id']}"))
+               and len(deliveries(s, h["id"])) == 1, 10, what="a failed first attempt")
+    [d] = deliveries(s, h["id"])
+    assert d["status"] in ("retrying", "sending", "pending") and d["code"] == 0
+    s.kill9()
+    s.start()
+    rec.start()
+    [call] = rec.wait(1, "/k", timeout=15)
+    assert call["json"]["type"] == "job.completed" and call["json"]["job"] == j["id"]
+    assert verify(b"kk", call["headers"], call["body"])
+    rec.wait(3, "/jk", timeout=15)  # the job's own webhook resumed too (created, started, completed)
+    [d2] = settled(s, h["id"], 1)
+    assert d2["id"] == d["id"] and d2["status"] == "delivered" and d2["attempts"] >= 2
+    assert d2["log"][0]["code"] == 0 and d2["log"][-1]["code"] == 200
+
+
+def test_accepted_delivery_is_sent_after_kill9_before_any_attempt(server_factory, receiver):
+    s = server_factory(FAST)
+    rec = receiver(start=False)
+    q = s.qname()
+    h = add_hook(s, rec.url + "/z", ["job.created"], queues=[q])
+    j = s.enqueue(q, 1)  # acknowledged: its delivery is durable with it
+    s.kill9()
+    rec.start()
+    s.start()
+    [call] = rec.wait(1, "/z")
+    assert call["json"]["job"] == j["id"]
+    settled(s, h["id"], 1)
+
+
+def test_history_is_bounded_and_survives_restart(server_factory, receiver):
+    s = server_factory(FAST)
+    rec = receiver()
+    q = s.qname()
+    h = add_hook(s, rec.url + "/h", ["job.created"], queues=[q])
+    s.enqueue_bulk(q, [{"data": i} for i in range(60)])
+    rec.wait(60, "/h")
+    ds = settled(s, h["id"], 50)
+    assert len(ds) == 50  # the 50 most recent finished deliveries
+    s.restart()
+    again = deliveries(s, h["id"])
+    assert sorted(again, key=lambda d: d["id"]) == sorted(ds, key=lambda d: d["id"])
+    finished = [d["finished_at"] for d in again]
+    assert finished == sorted(finished, reverse=True)  # newest first
+    assert len(s.call("GET", f"/v1/webhooks/{h['id']}/deliveries?limit=7")["deliveries"]) == 7
+
+
+def test_deleting_a_hook_drops_its_deliveries(server_factory, receiver):
+    s = server_factory(["--webhook-backoff-ms", "60000"])
+    rec = receiver(start=False)
+    q = s.qname()
+    h = add_hook(s, rec.url + "/d", ["job.created"], queues=[q])
+    s.enqueue(q, 1)
+    wait_until(lambda: deliveries(s, h["id"])[0]["status"] == "retrying", what="a retry")
+    assert s.call("GET", f"/v1/webhooks/{h['id']}")["pending"] == 1
+    assert s.request("DELETE", f"/v1/webhooks/{h['id']}").status == 204
+    assert s.call("GET", "/v1/webhooks")["outbox"]["pending"] == 0
+    s.restart()
+    assert s.call("GET", "/v1/webhooks") == {"webhooks": [], "outbox": s.call(
+        "GET", "/v1/webhooks")["outbox"]}
+    assert s.call("GET", "/v1/webhooks")["outbox"]["pending"] == 0
