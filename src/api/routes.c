@@ -58,6 +58,7 @@ const jobq_route jobq_routes[] = {
 
     {"GET", "/v1/stats", jobq_h_stats},
     {"GET", "/v1/events", jobq_h_events},
+    {"GET", "/v1/worker", jobq_h_worker_ws},
 
     {"GET", "/v1/webhooks", jobq_h_webhooks_list},
     {"POST", "/v1/webhooks", jobq_h_webhook_create},

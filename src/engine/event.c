@@ -154,6 +154,8 @@ void jobq_event_state(jobq_engine *e, jobq_job *j, int from, int64_t now)
                 jobq_jw_put(f, ",\"error\":", 9);
                 g_string_append(f, x->error);
             }
+        } else if (from == JOBQ_ACTIVE && e->ev_release) {
+            type = "job.released";
         } else if (from == JOBQ_ACTIVE) {
             type = "job.stalled";
             jobq_jw_put(f, "\"stalls\":", 9);
