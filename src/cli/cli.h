@@ -111,6 +111,11 @@ int jobq_cli_workers(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_webhook(const struct jobq_cli *cli, int argc, char **argv); /* webhooks.c */
 int jobq_cli_config(const struct jobq_cli *cli, int argc, char **argv);
 
+/* Commands that follow the event stream (events.c). */
+int jobq_cli_events(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_wait(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_top(const struct jobq_cli *cli, int argc, char **argv);
+
 /* `jobq worker …`: runs jobs with a shell command until SIGTERM/SIGINT (worker.c). */
 int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv);
 
