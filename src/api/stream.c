@@ -261,6 +261,7 @@ static void deliver(sub *s, const jobq_event *ev, const GString *frame)
         overflow(s);
         return;
     }
+    s->last = ev->seq;
     if (s->ws) {
         jobq_ws_send(s->ws, ev->json, ev->json_len);
     } else {
@@ -271,7 +272,6 @@ static void deliver(sub *s, const jobq_event *ev, const GString *frame)
         jobq_jw_put(s->buf, frame->str, frame->len);
         wake(s);
     }
-    s->last = ev->seq;
 }
 
 static void frame_event(GString *o, const jobq_event *ev)

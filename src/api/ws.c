@@ -119,6 +119,8 @@ static void handle_closed(uv_handle_t *hd)
 
     if (--ws->handles > 0)
         return;
+    if (ws->h.on_close)
+        ws->h.on_close(ws->ud, ws);
     if (ws->u)
         jobq_http_upgraded_close(ws->u);
     if (ws->ctx)
@@ -127,14 +129,14 @@ static void handle_closed(uv_handle_t *hd)
     g_free(ws);
 }
 
-/* The end, from any path: tell the owner once, close the handles, then free. */
+/* The end, from any path: close the handles; once closed, tell the owner and free. The
+ * owner hears of it from the loop, never from inside one of its own calls (a send that
+ * fails must not free the caller's state under it). */
 static void finish(jobq_ws *ws)
 {
     if (ws->done)
         return;
     ws->done = 1;
-    if (ws->h.on_close)
-        ws->h.on_close(ws->ud, ws);
     ws->handles = 1 + (ws->polling ? 1 : 0);
     if (ws->polling)
         uv_close((uv_handle_t *)&ws->poll, handle_closed);
@@ -291,6 +293,11 @@ int jobq_ws_send(jobq_ws *ws, const char *text, size_t len)
         return -1;
     pump(ws, 0);
     return 0;
+}
+
+int jobq_ws_closing(const jobq_ws *ws)
+{
+    return ws->done || ws->closing;
 }
 
 size_t jobq_ws_queued(const jobq_ws *ws)

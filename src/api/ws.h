@@ -20,7 +20,8 @@ typedef struct jobq_ws_handlers {
     /* A complete text message (binary ones are refused with a close 1003). */
     void (*on_text)(void *ud, jobq_ws *ws, const char *msg, size_t len);
     /* The connection is over (closed by either side, failed, or never opened); ws is freed
-     * when this returns. Called exactly once. */
+     * when this returns. Called exactly once, from the loop (never from inside a call to
+     * jobq_ws_send or jobq_ws_close). */
     void (*on_close)(void *ud, jobq_ws *ws);
 } jobq_ws_handlers;
 
@@ -36,6 +37,8 @@ jobq_ws *jobq_ws_accept(jobq_req *rq, uv_loop_t *loop, size_t max_msg, const job
 /* Queues a text message (copied) and sends what the socket takes now. 0, or -1 when the
  * connection is closing. */
 int jobq_ws_send(jobq_ws *ws, const char *text, size_t len);
+/* 1 once the connection is closing or over: nothing more can be sent. */
+int jobq_ws_closing(const jobq_ws *ws);
 /* Bytes queued and not yet written to the socket. */
 size_t jobq_ws_queued(const jobq_ws *ws);
 /* Starts the close handshake (code 1000 normal, 1001 going away, 1008 policy, 1011 error):

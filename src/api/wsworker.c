@@ -173,7 +173,8 @@ static void push(wconn *c, size_t max)
     size_t n;
     int64_t now;
 
-    if (!c->ws || !c->nq || c->credit <= 0 || !jobq_app_accepts_changes(a))
+    if (!c->ws || jobq_ws_closing(c->ws) || !c->nq || c->credit <= 0 ||
+        !jobq_app_accepts_changes(a))
         return;
     if ((size_t)c->credit < max)
         max = (size_t)c->credit;

@@ -49,9 +49,11 @@ def test_events_usage_errors(srv):
 
 def test_wait_follows_progress_until_completed(srv, q):
     job = srv.enqueue(q, {"v": 1})
+    got = srv.fetch_one(q)
     proc = subprocess.Popen([JOBQ, "--url", srv.url, "wait", job["id"]], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    got = srv.fetch_one(q)
+    first = proc.stderr.readline()  # the job as read once the stream is open
+    assert job["id"] in first and "active" in first, first
 
     def work():
         srv.call("POST", f"/v1/jobs/{job['id']}/progress",
