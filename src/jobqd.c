@@ -16,6 +16,7 @@ static void usage(FILE *f)
             "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
             "             [--event-ring N] [--event-buffer BYTES]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
+            "             [--stats-flush-ms MS] [--health-interval-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
             "                      port 0 picks a free one)\n"
             "  --data DIR          data directory (default ./jobq-data)\n"
@@ -33,6 +34,10 @@ static void usage(FILE *f)
             "  --max-active-jobs N most jobs active at once across all queues (0 = no cap)\n"
             "  --tier NAME=LIMIT[/PRIORITY]  a tier's group limit and default priority,\n"
             "                      e.g. pro=5/high (repeatable; over the file's)\n"
+            "  --stats-flush-ms MS how often today's daily stats are saved (default 300000)\n"
+            "  --health-interval-ms MS\n"
+            "                      how often health is re-evaluated for health.changed\n"
+            "                      (default 5000)\n"
             "Precedence: shipped defaults < --config file < flags < PATCH /v1/config.\n");
 }
 
@@ -91,6 +96,8 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"max-active-jobs", required_argument, NULL, 'm'},
         {"tier", required_argument, NULL, 't'},
+        {"stats-flush-ms", required_argument, NULL, 'F'},
+        {"health-interval-ms", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -105,7 +112,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:F:H:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_file = optarg;
@@ -166,6 +173,21 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'F':
+        case 'H': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 100 || ms > 86400000) {
+                fprintf(stderr, "jobqd: --%s must be from 100 to 86400000 (ms)\n",
+                        c == 'F' ? "stats-flush-ms" : "health-interval-ms");
+                return 1;
+            }
+            if (c == 'F')
+                cfg.stats_flush_ms = ms;
+            else
+                cfg.health_interval_ms = ms;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;

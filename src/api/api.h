@@ -32,6 +32,8 @@ typedef struct jobq_app_config {
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
+    int64_t stats_flush_ms;     /* 0: the engine's default */
+    int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;
 
 /* Opens the store, listens, and starts loading the store in the background: until it is
@@ -61,6 +63,8 @@ struct jobq_streams *jobq_app_streams(jobq_app *a);
 struct jobq_wsworkers *jobq_app_wsworkers(jobq_app *a);
 uv_loop_t *jobq_app_loop(jobq_app *a);
 int64_t jobq_app_now(void);
+/* 0 while the store fails to save batches (they are being retried), else 1. */
+int jobq_app_store_ok(const jobq_app *a);
 /* Non-zero when state changes are accepted now; otherwise answers 503 and returns 0. */
 int jobq_app_writable(jobq_app *a, jobq_req *rq);
 /* Answers rq with finish(rq) once every change made so far is durable, or 503 if the store
@@ -80,6 +84,8 @@ void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, s
                          int64_t deadline);
 /* Parks a result wait on job id until it is final or at deadline. */
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline);
+/* The same for a flow (flow = 1: id is a flow's; answered with the flow when it ends). */
+void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline);
 
 /* ---- server settings (config.c): tiers, max_active_jobs, queues from the config file;
  * layers: shipped defaults < file < flags < runtime (PATCH /v1/config, persisted) */
@@ -154,6 +160,10 @@ void jobq_h_stats(jobq_req *rq);
 void jobq_h_workers(jobq_req *rq);
 void jobq_h_config_get(jobq_req *rq);
 void jobq_h_config_patch(jobq_req *rq);
+void jobq_h_stats_series(jobq_req *rq); /* stats.c */
+void jobq_h_stats_daily(jobq_req *rq);
+void jobq_h_health(jobq_req *rq);
+void jobq_h_metrics(jobq_req *rq); /* metrics.c */
 
 void jobq_h_queues_list(jobq_req *rq);
 void jobq_h_queue_create(jobq_req *rq);

@@ -55,6 +55,7 @@ typedef struct result_wait {
     jobq_req *rq;
     char *id;
     int64_t deadline;
+    int flow; /* id is a flow's: answered when the flow ends */
     GList link; /* in a->results; data = this */
 } result_wait;
 
@@ -247,6 +248,11 @@ static void store_notify(void *ud)
     uv_async_send(&a->async);
 }
 
+int jobq_app_store_ok(const jobq_app *a)
+{
+    return !a->store_failed;
+}
+
 int jobq_app_writable(jobq_app *a, jobq_req *rq)
 {
     if (a->stopping) {
@@ -405,9 +411,23 @@ static void engine_ready(void *ud, jobq_queue *q)
     a->any_ready = 1;
 }
 
-static void result_reply(jobq_app *a, jobq_req *rq, const char *id)
+static void result_reply(jobq_app *a, jobq_req *rq, const char *id, int flow)
 {
-    jobq_job *j = jobq_engine_job(a->e, id);
+    jobq_job *j;
+
+    if (flow) {
+        jobq_flow *f = jobq_engine_flow(a->e, id);
+        GString *o;
+        if (!f) {
+            jobq_req_error(rq, 404, "not_found", "flow not found", NULL);
+            return;
+        }
+        o = g_string_sized_new(512);
+        jobq_flow_render(a->e, f, o);
+        jobq_api_gstring(rq, 200, o);
+        return;
+    }
+    j = jobq_engine_job(a->e, id);
 
     if (!j) {
         jobq_req_error(rq, 404, "not_found", "job not found (deleted)", NULL);
@@ -432,8 +452,14 @@ static void on_result_gone(jobq_req *rq, void *ud)
 
 void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t deadline)
 {
+    jobq_app_park_wait(a, rq, id, 0, deadline);
+}
+
+void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline)
+{
     result_wait *w = g_new0(result_wait, 1);
 
+    w->flow = flow;
     w->rq = rq;
     w->id = g_strdup(id);
     w->deadline = deadline;
@@ -446,7 +472,12 @@ void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t dea
 
 static void finish_result(jobq_app *a, jobq_req *rq)
 {
-    result_reply(a, rq, jobq_req_data(rq));
+    result_reply(a, rq, jobq_req_data(rq), 0);
+}
+
+static void finish_flow_result(jobq_app *a, jobq_req *rq)
+{
+    result_reply(a, rq, jobq_req_data(rq), 1);
 }
 
 /* A job became final: its result waiters are answered once that change is durable. */
@@ -461,6 +492,19 @@ static void engine_final(void *ud, jobq_job *j, int deleted)
         result_wait *w = l->data;
         jobq_req *rq = w->rq;
         next = l->next;
+        if (w->flow) { /* the job's end may have ended its flow */
+            const char *fid = jobq_job_flow_id(j);
+            jobq_flow *f = fid && strcmp(fid, w->id) == 0 ? jobq_engine_flow(a->e, fid) : NULL;
+            if (f && jobq_flow_final(f)) {
+                waiter wt = {rq, finish_flow_result, NULL, NULL};
+                jobq_req_set_data(rq, g_strdup(w->id), g_free);
+                g_queue_unlink(&a->results, &w->link);
+                g_free(w->id);
+                g_free(w);
+                g_array_append_val(a->wait_next, wt); /* already parked */
+            }
+            continue;
+        }
         if (strcmp(w->id, jobq_job_id(j)) != 0)
             continue;
         jobq_req_set_data(rq, g_strdup(w->id), g_free);
@@ -493,12 +537,14 @@ static void on_park_timer(uv_timer_t *t)
         result_wait *w = l->data;
         jobq_req *rq = w->rq;
         char *id;
+        int flow;
         next = l->next;
         if (w->deadline > now && !a->stopping)
             continue;
         id = g_strdup(w->id);
+        flow = w->flow;
         result_wait_free(a, w);
-        result_reply(a, rq, id);
+        result_reply(a, rq, id, flow);
         g_free(id);
     }
     arm_park_timer(a);
@@ -524,9 +570,12 @@ static void arm_park_timer(jobq_app *a)
 static void on_engine_timer(uv_timer_t *t)
 {
     jobq_app *a = t->data;
+    int64_t now = jobq_app_now();
 
     a->engine_due = INT64_MAX;
-    jobq_engine_tick(a->e, jobq_app_now());
+    jobq_engine_tick(a->e, now);
+    if (now >= jobq_engine_stats_due(a->e))
+        jobq_engine_stats_tick(a->e, now);
 }
 
 static void close_all(jobq_app *a);
@@ -544,7 +593,8 @@ static void turn_end(jobq_app *a)
         return;
     serve_fetchers(a);
     flush(a);
-    due = jobq_engine_next_timer(a->e);
+    /* one timer for the jobs' times and for stats housekeeping (minutes, days, health) */
+    due = MIN(jobq_engine_next_timer(a->e), jobq_engine_stats_due(a->e));
     if (due != a->engine_due) {
         a->engine_due = due;
         if (due == INT64_MAX)
@@ -669,6 +719,8 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
+    ecfg.stats_flush_ms = cfg->stats_flush_ms;
+    ecfg.health_interval_ms = cfg->health_interval_ms;
     {
         uint64_t seed = 0;
         FILE *f = fopen("/dev/urandom", "rb");
@@ -791,6 +843,9 @@ void jobq_app_stop(jobq_app *a)
     uv_timer_start(&a->stop_timer, on_stop_timer, STOP_WAIT_MS, 0);
     if (a->http)
         jobq_http_quiesce(a->http);
+    /* today's stats go out with the last batch, so a clean restart keeps all of them */
+    if (!a->recovering && !a->abandoned)
+        jobq_engine_stats_flush(a->e, jobq_app_now());
     /* parked fetches and result waits are answered now, event streams end */
     on_park_timer(&a->park_timer);
     jobq_streams_stop(a->streams);

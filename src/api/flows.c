@@ -242,9 +242,18 @@ void jobq_h_flow_get(jobq_req *rq)
 {
     jobq_app *a = jobq_req_app(rq);
     jobq_flow *f = find_flow(a, rq);
+    int64_t wait;
 
-    if (f)
-        jobq_api_gstring(rq, 200, render_flow(a, f));
+    if (!f)
+        return;
+    wait = jobq_api_query_int(rq, "wait_ms", 0, 600000);
+    if (wait < 0)
+        return;
+    if (wait > 0 && !jobq_flow_final(f)) { /* parked until it ends */
+        jobq_app_park_wait(a, rq, jobq_flow_id(f), 1, jobq_app_now() + wait);
+        return;
+    }
+    jobq_api_gstring(rq, 200, render_flow(a, f));
 }
 
 void jobq_h_flows_list(jobq_req *rq)

@@ -193,11 +193,11 @@ static int check_template(jobq_req *rq, json_t *t)
         prc = jobq_job_spec_parse(opts, 0, &spec, &field, &why);
         if (prc == 0)
             jobq_job_spec_clear(&spec);
-        json_decref(opts);
-        if (prc) {
+        else /* field may point into opts */
             bad_stage(rq, i, field ? field : "stage", why ? why : "invalid");
+        json_decref(opts);
+        if (prc)
             goto out;
-        }
     }
     rc = 0;
 out:

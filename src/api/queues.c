@@ -155,6 +155,10 @@ void jobq_h_queue_patch(jobq_req *rq)
     o.keep_failed = jobq_queue_options(q)->keep_failed;
     o.alert_backlog = jobq_queue_options(q)->alert_backlog;
     o.alert_error_rate = jobq_queue_options(q)->alert_error_rate;
+    o.alert_paused_ms = jobq_queue_options(q)->alert_paused_ms;
+    o.alert_idle_ms = jobq_queue_options(q)->alert_idle_ms;
+    o.alert_utilization = jobq_queue_options(q)->alert_utilization;
+    o.alert_processing_p95_ms = jobq_queue_options(q)->alert_processing_p95_ms;
     if (json_object_get(body, "name")) {
         jobq_api_bad_field(rq, "name", "a queue cannot be renamed");
         goto out;

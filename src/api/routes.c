@@ -59,6 +59,10 @@ const jobq_route jobq_routes[] = {
     {"GET", "/v1/stats", jobq_h_stats},
     {"GET", "/v1/events", jobq_h_events},
     {"GET", "/v1/worker", jobq_h_worker_ws},
+    {"GET", "/v1/stats/series", jobq_h_stats_series},
+    {"GET", "/v1/stats/daily", jobq_h_stats_daily},
+    {"GET", "/v1/health", jobq_h_health},
+    {"GET", "/metrics", jobq_h_metrics},
 
     {"GET", "/v1/webhooks", jobq_h_webhooks_list},
     {"POST", "/v1/webhooks", jobq_h_webhook_create},

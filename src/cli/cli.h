@@ -116,6 +116,12 @@ int jobq_cli_events(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_wait(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_top(const struct jobq_cli *cli, int argc, char **argv);
 
+/* Orchestration (flows.c). */
+int jobq_cli_flow(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_pipeline(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_approve(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_reject(const struct jobq_cli *cli, int argc, char **argv);
+
 /* `jobq worker …`: runs jobs with a shell command until SIGTERM/SIGINT (worker.c). */
 int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv);
 

@@ -418,6 +418,38 @@ static const struct command commands[] = {
      "\n"
      "  --interval MS    redraw period (default 2000)\n"
      "  --iterations N   stop after N tables (default: until SIGINT)\n"},
+    {"flow", jobq_cli_flow,
+     "Usage: jobq flow create JSON|-|@FILE\n"
+     "       jobq flow get ID\n"
+     "       jobq flow list [--project P] [--limit N]\n"
+     "       jobq flow cancel ID\n"
+     "\n"
+     "Submits a DAG of jobs by ref in one atomic request (POST /v1/flows), shows one, lists\n"
+     "them newest first, or cancels every live job of one (active ones are asked to stop).\n"
+     "The body: {\"name\"?, \"project\"?, \"on_parent_failure\"?: \"cancel\"|\"continue\",\n"
+     "\"jobs\": [{\"ref\", \"queue\", \"data\"?, \"depends_on\"?: [refs], \"review\"?, …}]}.\n"},
+    {"pipeline", jobq_cli_pipeline,
+     "Usage: jobq pipeline create JSON|-|@FILE [--replace]\n"
+     "       jobq pipeline list\n"
+     "       jobq pipeline get|rm NAME\n"
+     "       jobq pipeline run NAME [--project P] [--data JSON] [--flag F]... [--no-flag F]...\n"
+     "                         [--group G] [--priority P]\n"
+     "\n"
+     "Stores a named template of stages ({\"name\", \"stages\": [{\"name\", \"queue\",\n"
+     "\"review\"?, \"when\"?: FLAG, \"after\"?: [stages], job options…}]}), lists, shows or\n"
+     "removes templates, or runs one: a flow whose stages with a `when` run only when\n"
+     "--flag names it. --replace changes an existing template.\n"},
+    {"approve", jobq_cli_approve,
+     "Usage: jobq approve ID [--result JSON]\n"
+     "\n"
+     "Approves a job waiting in review: it completes (with JSON as its result, if given)\n"
+     "and the jobs that depend on it run.\n"},
+    {"reject", jobq_cli_reject,
+     "Usage: jobq reject ID --reason TEXT [--notes JSON|TEXT] [--rerun]\n"
+     "\n"
+     "Rejects a job waiting in review: with --rerun it runs again and its worker sees the\n"
+     "reason and notes in review_feedback; without, it fails (its dependants follow their\n"
+     "on_parent_failure).\n"},
     {"workers", jobq_cli_workers,
      "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
     {"webhook", jobq_cli_webhook,

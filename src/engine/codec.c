@@ -456,6 +456,10 @@ void jobq_queue_opts_default(jobq_queue_opts *o)
     o->keep_failed.age_ms = INT64_C(7) * 24 * 3600 * 1000;
     o->alert_backlog = 100;
     o->alert_error_rate = 10;
+    o->alert_paused_ms = 3600000;
+    o->alert_idle_ms = 1800000;
+    o->alert_utilization = -1;
+    o->alert_processing_p95_ms = -1;
 }
 
 void jobq_queue_opts_clear(jobq_queue_opts *o)
@@ -508,6 +512,61 @@ static int get_count(const json_t *v, int64_t *out)
         json_integer_value(v) > INT64_C(1000000000))
         return -1;
     *out = json_integer_value(v);
+    return 0;
+}
+
+static int percent(const json_t *v, double *out)
+{
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 100)
+        return -1;
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* The health thresholds (health.c): every key optional; utilization and
+ * processing_p95_ms take null (off). *field names the key at fault. */
+static int parse_alert(const json_t *v, jobq_queue_opts *o, const char **field, const char **why)
+{
+    const char *k;
+    json_t *x;
+
+    if (!json_is_object(v)) {
+        *why = "must be an object: {\"backlog\", \"error_rate\", \"paused_ms\", "
+               "\"idle_ms\", \"utilization\", \"processing_p95_ms\"}, each optional";
+        return -1;
+    }
+    json_object_foreach((json_t *)v, k, x)
+    {
+        int bad;
+        if (!strcmp(k, "backlog")) {
+            bad = get_count(x, &o->alert_backlog);
+            *why = "must be an integer >= 0";
+        } else if (!strcmp(k, "error_rate")) {
+            bad = percent(x, &o->alert_error_rate);
+            *why = "must be a percentage (0..100)";
+        } else if (!strcmp(k, "paused_ms")) {
+            bad = get_ms(x, 0, &o->alert_paused_ms);
+            *why = "must be a duration in ms";
+        } else if (!strcmp(k, "idle_ms")) {
+            bad = get_ms(x, 0, &o->alert_idle_ms);
+            *why = "must be a duration in ms";
+        } else if (!strcmp(k, "utilization")) {
+            o->alert_utilization = -1;
+            bad = !json_is_null(x) && percent(x, &o->alert_utilization);
+            *why = "must be a percentage (0..100) or null";
+        } else if (!strcmp(k, "processing_p95_ms")) {
+            o->alert_processing_p95_ms = -1;
+            bad = !json_is_null(x) && get_ms(x, 0, &o->alert_processing_p95_ms);
+            *why = "must be a duration in ms or null";
+        } else {
+            bad = 1;
+            *why = "unknown field";
+        }
+        if (bad) {
+            *field = k; /* names the key inside "alert" */
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -650,24 +709,8 @@ int jobq_queue_opts_parse(const json_t *obj, jobq_queue_opts *o, const char *con
             }
             o->set |= JOBQ_QO_CIRCUIT_BREAKER;
         } else if (!strcmp(key, "alert")) {
-            const char *k2;
-            json_t *v2;
-            if (!json_is_object(v)) {
-                *why = "must be {\"backlog\"?: N, \"error_rate\"?: PERCENT}";
+            if (parse_alert(v, o, field, why))
                 return JOBQ_EINVAL;
-            }
-            json_object_foreach(v, k2, v2)
-            {
-                if (!strcmp(k2, "backlog") && !get_count(v2, &o->alert_backlog))
-                    continue;
-                if (!strcmp(k2, "error_rate") && json_is_number(v2) && json_number_value(v2) >= 0 &&
-                    json_number_value(v2) <= 100) {
-                    o->alert_error_rate = json_number_value(v2);
-                    continue;
-                }
-                *why = "must be {\"backlog\"?: N, \"error_rate\"?: PERCENT}";
-                return JOBQ_EINVAL;
-            }
             o->set |= JOBQ_QO_ALERT;
         } else if (!strcmp(key, "defaults")) {
             if (parse_defaults(v, &o->defaults, field, why))

@@ -374,6 +374,7 @@ void jobq_engine_free(jobq_engine *e)
     g_hash_table_destroy(e->queue_ids);
     g_hash_table_destroy(e->workers);
     jobq_scheds_free(e->scheds);
+    jobq_estats_free(e->stats);
     g_free(e->timers);
     jobq_batch_free(e->batch);
     g_ptr_array_free(e->dirty, TRUE);
@@ -624,11 +625,12 @@ void jobq_set_state(jobq_engine *e, jobq_job *j, int to, int64_t now)
 void jobq_make_ready(jobq_engine *e, jobq_job *j, int64_t now)
 {
     jobq_timer_clear(e, j);
-    j->run_at = 0;
-    if (j->state == JOBQ_WAITING)
+    if (j->state == JOBQ_WAITING) { /* re-sorted: it has been ready since before */
         place(e, j);
-    else
-        jobq_set_state(e, j, JOBQ_WAITING, now);
+        return;
+    }
+    j->run_at = now; /* ready since now: what its wait time counts from */
+    jobq_set_state(e, j, JOBQ_WAITING, now);
 }
 
 /* Removes j for good: out of every index; freed at the next take_changes (its row delete
@@ -733,8 +735,11 @@ void jobq_finalize(jobq_engine *e, jobq_job *j, int to, int64_t now)
         q->processed++;
         q->last_processed_at = now;
         rate_note(q, now);
+        /* a job approved after review ran until it asked for review: no sample for it */
+        jobq_stats_finished(e, q, 1, was_active ? now - j->x->started_at : -1, now);
     } else if (to == JOBQ_FAILED) {
         q->failed++;
+        jobq_stats_finished(e, q, 0, 0, now);
     }
     jobq_set_state(e, j, to, now);
     jobq_queue_touch(e, q, now);
@@ -1051,6 +1056,7 @@ static void activate(jobq_engine *e, jobq_job *j, const char *worker, int64_t no
     if (x->log_attempt != j->attempt + 1) {
         x->log_attempt = j->attempt + 1;
     }
+    jobq_stats_started(e, j->q, now - (j->run_at ? j->run_at : j->created_at), now);
     jobq_set_state(e, j, JOBQ_ACTIVE, now);
     jobq_timer_set(
         e, j, x->deadline && x->deadline < x->lease_expires_at ? x->deadline : x->lease_expires_at);

@@ -136,8 +136,13 @@ typedef struct jobq_queue_opts {
     jobq_keep keep_completed;            /* default 1000 / none */
     jobq_keep keep_failed;               /* default none / 7 days */
     int64_t cb_failures, cb_cooldown_ms; /* 0 = no breaker */
-    int64_t alert_backlog;               /* default 100 */
-    double alert_error_rate;             /* percent, default 10 */
+    /* health rules (health.c, docs/metrics.md): a queue is degraded past any of these */
+    int64_t alert_backlog;         /* waiting jobs, default 100 */
+    double alert_error_rate;       /* percent failed over 15 min, default 10 */
+    int64_t alert_paused_ms;       /* paused longer than this, default 1 h */
+    int64_t alert_idle_ms;         /* waiting jobs and no completion for this, default 30 min */
+    double alert_utilization;      /* percent active / concurrency, -1 (default) = off */
+    int64_t alert_processing_p95_ms; /* p95 over 15 min, -1 (default) = off */
     int status;                          /* JOBQ_QSTATUS_*, with JOBQ_QO_STATUS */
     int fairness;                        /* JOBQ_FAIR_*; AUTO: round-robin when groups are
                                             limited, else fifo */
@@ -282,6 +287,8 @@ typedef struct jobq_engine_config {
     int strict_queues;    /* enqueue to an unknown queue: 404 instead of creating it */
     uint64_t seed;        /* randomness for ids, leases and jitter */
     size_t max_log_lines; /* per job, default 1000 */
+    int64_t stats_flush_ms;     /* today's daily aggregates are written this often (5 min) */
+    int64_t health_interval_ms; /* health rules are re-evaluated this often (5 s) */
 } jobq_engine_config;
 
 /* New empty engine (NULL on OOM). jobq_engine_free takes NULL. */
@@ -552,11 +559,62 @@ json_t *jobq_engine_dead_stats(const jobq_engine *e);
 int64_t jobq_engine_dead_retry(jobq_engine *e, jobq_queue *q, const char *const *ids, size_t n,
                                int64_t now);
 
-/* ---- stats */
+/* ---- stats (stats.c; docs/metrics.md)
+ * Every queue keeps, in memory, a histogram of processing times (start → completion) and
+ * of wait times (ready → start) per minute for the last 15 minutes, a per-minute series of
+ * the last 24 hours, and today's sums; finished days are documents (kind "daily") kept 90
+ * days. Histograms are log-linear: a reported percentile is within 1/32 of the true one. */
+
 /* Per-queue object for /v1/stats (new reference). */
 json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64_t now);
 /* {"queues": {...}, "total": {...}, "uptime_ms"} (new reference). */
 json_t *jobq_engine_stats(const jobq_engine *e, int64_t now);
+
+/* /v1/stats/series: one point per minute for the last `minutes` (1..1440), oldest first:
+ * {"queue","metric","minutes","points":[{"at","value"}]}. metric: completed, failed,
+ * enqueued, processing_p95, waiting. q NULL = every queue summed (not for processing_p95).
+ * *out is new; JOBQ_EINVAL for an unknown metric or processing_p95 without a queue. */
+int jobq_engine_stats_series(const jobq_engine *e, const jobq_queue *q, const char *metric,
+                             int minutes, int64_t now, json_t **out);
+/* /v1/stats/daily: {"days":[{"day","queue","enqueued","completed","failed",
+ * "processing_ms":{"count","avg","p95"}}]} for the last `days` UTC days (today included),
+ * oldest first; q NULL = every queue (new reference). */
+json_t *jobq_engine_stats_daily(const jobq_engine *e, const jobq_queue *q, int days,
+                                int64_t now);
+
+/* Housekeeping: closes finished minutes, finishes a day's aggregates when the UTC day
+ * changes, writes today's aggregates every stats_flush_ms, prunes days older than 90, and
+ * re-evaluates health every health_interval_ms (announcing changes). Run it when
+ * jobq_engine_stats_due() says; it is apart from tick/next_timer, which serve jobs only. */
+void jobq_engine_stats_tick(jobq_engine *e, int64_t now);
+int64_t jobq_engine_stats_due(const jobq_engine *e);
+/* Writes today's aggregates of every queue now (into the next batch), e.g. before a stop. */
+void jobq_engine_stats_flush(jobq_engine *e, int64_t now);
+
+/* Prometheus histograms (/metrics): cumulative counts since the engine started. */
+#define JOBQ_HIST_NLE 17
+extern const int64_t jobq_hist_le_ms[JOBQ_HIST_NLE]; /* 100 ms … 4 h, the `le` bounds */
+typedef struct jobq_hist_totals {
+    uint64_t le[JOBQ_HIST_NLE]; /* observations <= jobq_hist_le_ms[i] */
+    uint64_t count;             /* all observations (the +Inf bucket) */
+    uint64_t sum_ms;
+} jobq_hist_totals;
+/* wait = 0: processing times; 1: wait times. */
+void jobq_queue_hist_totals(const jobq_queue *q, int wait, jobq_hist_totals *out);
+/* Workers seen in the last minute or holding jobs. */
+int64_t jobq_engine_active_workers(const jobq_engine *e, int64_t now);
+int64_t jobq_engine_uptime_ms(const jobq_engine *e, int64_t now);
+
+/* ---- health (health.c; docs/metrics.md) */
+enum { JOBQ_HEALTHY = 0, JOBQ_DEGRADED, JOBQ_UNHEALTHY };
+const char *jobq_health_name(int level);
+/* q's level now; reasons (may be NULL) gets one string per rule it breaks. */
+int jobq_engine_queue_health(const jobq_engine *e, const jobq_queue *q, int64_t now,
+                             json_t *reasons);
+/* /v1/health: {"status","healthy","total","overloaded","errors","store","queues":{name:
+ * {"status","reasons"}}}. store_ok = 0: the store fails, which makes every queue unhealthy
+ * (new reference). */
+json_t *jobq_engine_health(const jobq_engine *e, int64_t now, int store_ok);
 
 /* Totals over the whole engine. */
 size_t jobq_engine_job_total(const jobq_engine *e);

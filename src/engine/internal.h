@@ -60,6 +60,8 @@ typedef struct jobq_orch {
     uint8_t review;        /* completion waits in state review */
     uint8_t opf;           /* JOBQ_OPF_*: what a failed or cancelled parent does to it */
     uint8_t cached;        /* made completed from the result cache */
+    uint8_t holding;       /* counted in its parents' holds (it is not final) */
+    uint32_t holds;        /* dependants not final yet: retention keeps it (their parents) */
     uint32_t flow_idx;     /* its slot in flow->jobs */
     GPtrArray *children;   /* live jobs that depend on it (jobq_job*), or NULL */
     jobq_flow *flow;       /* NULL outside flows (borrowed: flows live as long as the engine) */
@@ -133,7 +135,8 @@ struct jobq_job {
     uint32_t heap_idx; /* index in e->timers + 1, 0 = not there */
     int64_t seq;
     int64_t created_at, updated_at;
-    int64_t run_at; /* scheduled / retrying: when it becomes ready */
+    int64_t run_at; /* scheduled / retrying: when it becomes ready; waiting: when it became
+                     * ready (0: at created_at), which stats.c's wait time counts from */
     int16_t priority;
     uint8_t state;
     uint8_t list; /* JL_* */
@@ -224,6 +227,7 @@ struct jobq_queue {
     int64_t cb_until;       /* open: no trial before this */
     jobq_job *cb_trial;     /* half-open: the one trial job */
     int64_t wake_at;        /* a gate opens then: tell parked fetches (0 = none) */
+    struct jobq_qstats *st; /* stats.c: timing histograms, series, health; made on first use */
 };
 
 typedef struct jobq_worker {
@@ -284,6 +288,7 @@ struct jobq_engine {
     int ev_release;              /* the job being re-queued was given back: job.released */
     size_t events_untaken;       /* events emitted since the last take_changes */
     GString *ev_buf, *ev_fields; /* scratch: the event being rendered, its extra fields */
+    struct jobq_estats *stats; /* stats.c: daily aggregates and housekeeping times */
 };
 
 /* engine.c */
@@ -359,6 +364,52 @@ void jobq_wake_fire(jobq_engine *e, int64_t now);
 int jobq_tier_priority(const jobq_engine *e, const char *tier, int *out);
 jobq_resources *jobq_resources_from_text(const char *json);
 jobq_worker *jobq_worker_get(jobq_engine *e, const char *id);
+/* stats.c — recording (the hot path: a few counters in the queue's open minute) */
+typedef struct jobq_slot jobq_slot;     /* one minute of one queue */
+typedef struct jobq_window jobq_window; /* 15 slots, the 24 h series, today's sums */
+typedef struct jobq_qstats {
+    jobq_slot *open;  /* the minute samples go to, or NULL */
+    int64_t slot_end; /* ms since epoch: end of the open minute, 0 when none is open */
+    jobq_window *w;   /* allocated with the queue's first sample (about 94 KiB) */
+    /* since start, for Prometheus: per jobq_hist_le_ms bucket (not cumulative) + overflow */
+    uint64_t life_proc[JOBQ_HIST_NLE + 1], life_wait[JOBQ_HIST_NLE + 1];
+    uint64_t life_proc_sum, life_wait_sum; /* ms */
+    /* health.c */
+    int level;             /* JOBQ_HEALTHY…, as last announced */
+    int64_t waiting_since; /* ms since epoch: waiting jobs seen since then; 0 = none */
+} jobq_qstats;
+
+jobq_qstats *jobq_qstats_of(jobq_queue *q); /* allocates on first use */
+void jobq_stats_enqueued(jobq_engine *e, jobq_queue *q, int64_t n, int64_t now);
+void jobq_stats_started(jobq_engine *e, jobq_queue *q, int64_t wait_ms, int64_t now);
+/* A job of q reached completed (processing time proc_ms; -1: none to note) or failed
+ * (proc_ms unused). */
+void jobq_stats_finished(jobq_engine *e, jobq_queue *q, int completed, int64_t proc_ms,
+                         int64_t now);
+void jobq_stats_queue_deleted(jobq_engine *e, jobq_queue *q, int64_t now);
+void jobq_qstats_free(jobq_qstats *st); /* takes NULL */
+void jobq_estats_free(struct jobq_estats *s);
+/* Loading: 1 when kind is not the engine's stats kind ("daily"), else 0 or an error. */
+int jobq_stats_load_doc(jobq_engine *e, const char *kind, const char *id, const char *body);
+void jobq_stats_load_done(jobq_engine *e, int64_t now);
+
+/* The last 15 minutes of a queue (the open minute included). Percentiles are -1 without
+ * samples, and only computed when asked for. */
+typedef struct jobq_recent {
+    int64_t enqueued, completed, failed;
+    int64_t proc_n, wait_n;
+    double proc_avg, wait_avg;
+    int64_t proc_p[3], wait_p[3]; /* p50, p95, p99 in ms */
+} jobq_recent;
+void jobq_stats_recent(const jobq_queue *q, int64_t now, int percentiles, jobq_recent *r);
+
+/* health.c */
+/* Evaluates q's rules at now; appends a reason string per broken rule to `reasons` (may be
+ * NULL). Returns JOBQ_HEALTHY, JOBQ_DEGRADED or JOBQ_UNHEALTHY. */
+int jobq_health_eval(const jobq_engine *e, const jobq_queue *q, int64_t now, json_t *reasons);
+/* Re-evaluates every queue; a queue whose level changed is announced (health.changed)
+ * unless `quiet` (used at load, where levels are only remembered). */
+void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet);
 
 /* orch.c */
 void jobq_orch_init(jobq_engine *e);
@@ -369,6 +420,8 @@ jobq_orch *jobq_orch_of(jobq_job *j); /* allocates */
 void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now);
 /* j became final: keys, cache, dependants */
 void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now);
+/* 1 while j has dependants that are not final: retention keeps it for their `parents` */
+int jobq_orch_pinned(const jobq_job *j);
 /* j is being removed */
 void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now);
 /* a completion of a job with review: true; returns 1 when it went to review */

@@ -421,6 +421,7 @@ int jobq_engine_enqueue_ex(jobq_engine *e, const char *queue, const jobq_job_spe
         if (flags)
             flags[i] = (unsigned char)fl;
     }
+    jobq_stats_enqueued(e, q, (int64_t)n, now);
     jobq_queue_touch(e, q, now);
     jobq_retention(e, q, now, 0); /* jobs made final at once (cache, failed parent) */
 out:

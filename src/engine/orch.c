@@ -232,6 +232,33 @@ void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now)
     flow_update(e, o->flow, now);
 }
 
+/* ---------------------------------------------------------------- holds
+ * A job that is not final holds its parents: retention keeps a parent while any of its
+ * dependants may still be fetched and need its result. */
+
+static void hold(jobq_engine *e, jobq_job *c, int delta)
+{
+    jobq_orch *o = c->x->orch;
+
+    for (size_t k = 0; k < o->nparents; k++) {
+        jobq_job *p = jobq_engine_job(e, o->parents[k]);
+        jobq_orch *po;
+        if (!p)
+            continue;
+        po = jobq_orch_of(p);
+        if (delta > 0)
+            po->holds++;
+        else if (po->holds) /* an id reused after a delete may not have been counted */
+            po->holds--;
+    }
+    o->holding = delta > 0;
+}
+
+int jobq_orch_pinned(const jobq_job *j)
+{
+    return j->x && j->x->orch && j->x->orch->holds > 0;
+}
+
 /* ---------------------------------------------------------------- new jobs */
 
 static char *error_json(const char *message, const char *type, int retryable,
@@ -323,6 +350,8 @@ int jobq_orch_setup(jobq_engine *e, jobq_job *j, const jobq_job_spec *s, jobq_jo
     }
     if (o->unique_key)
         g_hash_table_replace(e->uniq, g_strdup(o->unique_key), j);
+    if (s->ndeps)
+        hold(e, j, +1);
     if (!unmet)
         return initial;
     for (size_t k = 0; k < s->ndeps; k++)
@@ -394,6 +423,8 @@ void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now)
 
     if (o->unique_key && g_hash_table_lookup(e->uniq, o->unique_key) == j)
         g_hash_table_remove(e->uniq, o->unique_key);
+    if (o->holding)
+        hold(e, j, -1);
     if (o->cache_key && !o->cached && j->state == JOBQ_COMPLETED)
         g_hash_table_replace(e->cache, g_strdup(o->cache_key), j);
     if (o->children)
@@ -408,6 +439,8 @@ void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now)
         g_hash_table_remove(e->uniq, o->unique_key);
     if (o->cache_key && g_hash_table_lookup(e->cache, o->cache_key) == j)
         g_hash_table_remove(e->cache, o->cache_key);
+    if (o->holding)
+        hold(e, j, -1);
     if (j->state == JOBQ_BLOCKED) {
         for (size_t k = 0; k < o->nparents; k++) {
             jobq_job *p = jobq_engine_job(e, o->parents[k]);
@@ -526,6 +559,8 @@ int jobq_orch_retry(jobq_engine *e, jobq_job *j, int64_t now)
     o->feedback = NULL;
     if (o->unique_key && !g_hash_table_lookup(e->uniq, o->unique_key))
         g_hash_table_insert(e->uniq, g_strdup(o->unique_key), j);
+    if (o->nparents && !o->holding)
+        hold(e, j, +1);
     /* it waits again for the parents that are still live; ended ones count as done */
     for (size_t k = 0; k < o->nparents; k++) {
         jobq_job *p = jobq_engine_job(e, o->parents[k]);
@@ -657,6 +692,8 @@ void jobq_orch_loaded(jobq_engine *e, jobq_job *j)
     }
     if (o->unique_key && !jobq_state_final(j->state))
         g_hash_table_replace(e->uniq, g_strdup(o->unique_key), j);
+    if (o->nparents && !jobq_state_final(j->state))
+        hold(e, j, +1); /* parents load first */
     if (o->cache_key && !o->cached && j->state == JOBQ_COMPLETED) {
         jobq_job *cur = g_hash_table_lookup(e->cache, o->cache_key);
         if (!cur || cur->x->finished_at <= j->x->finished_at)

@@ -1,6 +1,6 @@
 /*
  * queue.c — queues: create, patch, pause/resume/drain, clear/clean/recover, delete,
- * retention, stats, and loading everything back from the store.
+ * retention, and loading everything back from the store (stats are in stats.c).
  *
  * A queue's config (options, status, counters worth keeping) is stored as one JSON text;
  * it changes rarely, so nothing here is on a hot path except retention, which trims from
@@ -52,6 +52,7 @@ void jobq_queue_free(jobq_queue *q)
         return;
     jobq_queue_limits_free(q);
     g_sequence_free(q->ready);
+    jobq_qstats_free(q->st);
     jobq_queue_opts_clear(&q->o);
     g_free(q->name);
     g_free(q->last_error);
@@ -169,6 +170,10 @@ static void opts_apply(jobq_queue_opts *dst, jobq_queue_opts *src)
     if (s & JOBQ_QO_ALERT) {
         dst->alert_backlog = src->alert_backlog;
         dst->alert_error_rate = src->alert_error_rate;
+        dst->alert_paused_ms = src->alert_paused_ms;
+        dst->alert_idle_ms = src->alert_idle_ms;
+        dst->alert_utilization = src->alert_utilization;
+        dst->alert_processing_p95_ms = src->alert_processing_p95_ms;
     }
     if (s & JOBQ_QO_FAIRNESS)
         dst->fairness = src->fairness;
@@ -333,13 +338,25 @@ void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age)
     for (size_t i = 0; i < 3; i++) {
         jobq_list *l = sets[i].l;
         const jobq_keep *k = sets[i].k;
-        while (k->count >= 0 && l->n > k->count)
-            jobq_job_destroy(e, JOB_OF_QLINK(jobq_list_first(l)), now);
-        while (by_age && k->age_ms > 0 && l->n) {
+        /* a job whose dependants may still need its result (orch.c) is passed over: it goes
+         * to the back, at most once per sweep */
+        int64_t budget = l->n;
+        while (k->count >= 0 && l->n > k->count && budget-- > 0) {
+            jobq_job *j = JOB_OF_QLINK(jobq_list_first(l));
+            if (jobq_orch_pinned(j))
+                jobq_list_move(j, j->list);
+            else
+                jobq_job_destroy(e, j, now);
+        }
+        budget = l->n;
+        while (by_age && k->age_ms > 0 && l->n && budget-- > 0) {
             jobq_job *j = JOB_OF_QLINK(jobq_list_first(l));
             if (!j->x || j->x->finished_at > now - k->age_ms)
                 break;
-            jobq_job_destroy(e, j, now);
+            if (jobq_orch_pinned(j))
+                jobq_list_move(j, j->list);
+            else
+                jobq_job_destroy(e, j, now);
         }
     }
 }
@@ -387,6 +404,7 @@ int jobq_engine_queue_delete(jobq_engine *e, jobq_queue *q, int force, int64_t n
     destroy_all(e, q, &q->completed, now);
     destroy_all(e, q, &q->failed_l, now);
     destroy_all(e, q, &q->cancelled, now);
+    jobq_stats_queue_deleted(e, q, now);
     g_hash_table_remove(e->queues, q->name);
     g_hash_table_remove(e->queue_ids, q->id);
     jobq_limits_queue_deleted(e, q);
@@ -444,9 +462,15 @@ static json_t *opts_json(const jobq_queue_opts *o)
                             ? json_pack("{s:I, s:I}", "failures", (json_int_t)o->cb_failures,
                                         "cooldown_ms", (json_int_t)o->cb_cooldown_ms)
                             : json_null());
-    json_object_set_new(j, "alert",
-                        json_pack("{s:I, s:f}", "backlog", (json_int_t)o->alert_backlog,
-                                  "error_rate", o->alert_error_rate));
+    json_object_set_new(
+        j, "alert",
+        json_pack("{s:I, s:f, s:I, s:I, s:o, s:o}", "backlog", (json_int_t)o->alert_backlog,
+                  "error_rate", o->alert_error_rate, "paused_ms", (json_int_t)o->alert_paused_ms,
+                  "idle_ms", (json_int_t)o->alert_idle_ms, "utilization",
+                  o->alert_utilization >= 0 ? json_real(o->alert_utilization) : json_null(),
+                  "processing_p95_ms",
+                  o->alert_processing_p95_ms >= 0 ? json_integer(o->alert_processing_p95_ms)
+                                                  : json_null()));
     json_object_set_new(j, "fairness",
                         o->fairness == JOBQ_FAIR_FIFO          ? json_string("fifo")
                         : o->fairness == JOBQ_FAIR_ROUND_ROBIN ? json_string("round_robin")
@@ -503,90 +527,6 @@ char *jobq_queue_config_text(const jobq_queue *q)
     r = g_strdup(s);
     free(s);
     return r;
-}
-
-/* ---------------------------------------------------------------- stats */
-
-static double pct(int64_t part, int64_t whole)
-{
-    return whole > 0 ? 100.0 * (double)part / (double)whole : 0.0;
-}
-
-json_t *jobq_engine_queue_stats(const jobq_engine *e, const jobq_queue *q, int64_t now)
-{
-    json_t *j = json_object(), *counts = json_object();
-    int64_t done = q->processed + q->failed;
-
-    for (int s = 0; s < JOBQ_NSTATES; s++)
-        json_object_set_new(counts, jobq_state_name(s), json_integer(q->counts[s]));
-    json_object_set_new(j, "queue", json_string(q->name));
-    json_object_set_new(j, "status", json_string(jobq_qstatus_name(jobq_queue_status(q))));
-    json_object_set_new(j, "counts", counts);
-    json_object_set_new(j, "enqueued", json_integer(q->enqueued));
-    json_object_set_new(j, "processed", json_integer(q->processed));
-    json_object_set_new(j, "failed", json_integer(q->failed));
-    json_object_set_new(j, "retried", json_integer(q->retried));
-    json_object_set_new(j, "stalled", json_integer(q->stalled));
-    json_object_set_new(j, "success_rate", json_real(pct(q->processed, done)));
-    json_object_set_new(j, "error_rate", json_real(pct(q->failed, done)));
-    json_object_set_new(j, "throughput_per_min",
-                        json_real(jobq_queue_rate_per_ms(q, now) * 60000.0));
-    json_object_set_new(j, "utilization_percent",
-                        q->o.concurrency > 0
-                            ? json_real(pct(q->counts[JOBQ_ACTIVE], q->o.concurrency))
-                            : json_null());
-    json_object_set_new(j, "queue_utilization_percent",
-                        q->o.max_size > 0
-                            ? json_real(pct(q->counts[JOBQ_WAITING] + q->counts[JOBQ_SCHEDULED] +
-                                                q->counts[JOBQ_RETRYING],
-                                            q->o.max_size))
-                            : json_null());
-    json_object_set_new(j, "last_processed_at", ts(q->last_processed_at));
-    json_object_set_new(j, "last_error_at", ts(q->last_error_at));
-    (void)e;
-    return j;
-}
-
-json_t *jobq_engine_stats(const jobq_engine *e, int64_t now)
-{
-    json_t *qs = json_object(), *total = json_object(), *counts = json_object();
-    int64_t c[JOBQ_NSTATES] = {0}, enq = 0, proc = 0, fail = 0, retr = 0;
-    GHashTableIter it;
-    gpointer k, v;
-
-    g_hash_table_iter_init(&it, e->queues);
-    while (g_hash_table_iter_next(&it, &k, &v)) {
-        jobq_queue *q = v;
-        json_object_set_new(qs, q->name, jobq_engine_queue_stats(e, q, now));
-        for (int s = 0; s < JOBQ_NSTATES; s++)
-            c[s] += q->counts[s];
-        enq += q->enqueued;
-        proc += q->processed;
-        fail += q->failed;
-        retr += q->retried;
-    }
-    for (int s = 0; s < JOBQ_NSTATES; s++)
-        json_object_set_new(counts, jobq_state_name(s), json_integer(c[s]));
-    json_object_set_new(total, "counts", counts);
-    json_object_set_new(total, "enqueued", json_integer(enq));
-    json_object_set_new(total, "processed", json_integer(proc));
-    json_object_set_new(total, "failed", json_integer(fail));
-    json_object_set_new(total, "retried", json_integer(retr));
-    json_object_set_new(total, "success_rate", json_real(pct(proc, proc + fail)));
-    json_object_set_new(total, "error_rate", json_real(pct(fail, proc + fail)));
-    {
-        int64_t active = 0;
-        GHashTableIter wi;
-        g_hash_table_iter_init(&wi, e->workers);
-        while (g_hash_table_iter_next(&wi, &k, &v)) {
-            jobq_worker *w = v;
-            if (w->last_seen_at >= now - 60000 || w->active > 0)
-                active++;
-        }
-        json_object_set_new(total, "active_workers", json_integer(active));
-    }
-    return json_pack("{s:o, s:o, s:I}", "queues", qs, "total", total, "uptime_ms",
-                     (json_int_t)(e->started_at ? now - e->started_at : 0));
 }
 
 /* ---------------------------------------------------------------- loading */
@@ -731,7 +671,10 @@ static gint finish_cmp(gconstpointer a, gconstpointer b)
 static int load_doc(void *ud, const char *kind, const char *id, const char *body)
 {
     jobq_engine *e = ud;
+    int rc = jobq_stats_load_doc(e, kind, id, body);
 
+    if (rc != 1)
+        return rc;
     if (strcmp(kind, "flow") == 0)
         return jobq_orch_load_flow(e, id, body);
     if (strcmp(kind, "schedule") == 0)
@@ -822,5 +765,7 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
             jobq_make_ready(e, j, now);
     }
     g_ptr_array_free(was_active, TRUE);
+    jobq_stats_load_done(e, now);
+    jobq_health_sweep(e, now, 1); /* levels as they are now, announced only when they change */
     return 0;
 }

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -306,10 +307,13 @@ static void set_answer(jobq_req *rq, unsigned status, struct MHD_Response *r, in
         return;
     }
     if (r) {
-        if (has_body)
-            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        for (const hdr *x = rq->hdrs; x; x = x->next)
+        int typed = 0; /* a handler that gives its own Content-Type (/metrics) keeps it */
+        for (const hdr *x = rq->hdrs; x; x = x->next) {
             MHD_add_response_header(r, x->name, x->value);
+            typed |= strcasecmp(x->name, MHD_HTTP_HEADER_CONTENT_TYPE) == 0;
+        }
+        if (has_body && !typed)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         /* Draining: tell keep-alive clients to go elsewhere after this answer. */
         if (h->quiesced)
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");

@@ -5,8 +5,12 @@ after STT and MT) runs end to end with workers played by the test: each fetches,
 its stage was handed in `parents`, and completes with a result.
 """
 
+import json
+import os
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 from conftest import assert_error, wait_until
 
@@ -394,3 +398,88 @@ def test_restart_mid_flow_keeps_it_consistent(server):
     s.kill9()
     s.start()
     assert flow(s, f["id"])["state"] == "completed"
+
+
+def cli(s, *args, expect=0, stdin=None):
+    """Runs `jobq --url … ARGS`; returns its stdout parsed as JSON (None when empty)."""
+    exe = os.environ.get("JOBQ") or str(Path(__file__).resolve().parents[2] / "build" / "jobq")
+    p = subprocess.run([exe, "--url", s.url, *args], input=stdin, capture_output=True,
+                       text=True, timeout=20)
+    assert p.returncode == expect, (args, p.returncode, p.stdout, p.stderr)
+    return json.loads(p.stdout) if p.stdout.strip() else None
+
+
+def test_cli_pipeline_review_and_flows(srv, tmp_path):
+    s = srv
+    name = s.qname("clidub")
+    q1, q2 = s.qname("stt"), s.qname("lip")
+    tpl = tmp_path / "tpl.json"
+    tpl.write_text('{"name": "%s", "stages": [{"name": "stt", "queue": "%s", "review": true},'
+                   '{"name": "lipsync", "queue": "%s", "when": "premium"}]}' % (name, q1, q2))
+    assert cli(s, "pipeline", "create", f"@{tpl}")["name"] == name
+    cli(s, "pipeline", "create", f"@{tpl}", expect=1)  # exists
+    assert cli(s, "pipeline", "create", "--replace", f"@{tpl}")["name"] == name
+    assert name in [p["name"] for p in cli(s, "pipeline", "list")["pipelines"]]
+    assert cli(s, "pipeline", "get", name)["stages"][1]["when"] == "premium"
+    run = cli(s, "pipeline", "run", name, "--project", "cli-p", "--data", '{"v": 1}',
+              "--flag", "premium")
+    assert set(run["jobs"]) == {"stt", "lipsync"} and run["skipped"] == []
+    j = s.fetch_until(q1)
+    s.complete(j, {"t": 1})
+    cli(s, "reject", j["id"], expect=2)  # --reason is required
+    out = cli(s, "reject", j["id"], "--reason", "typo", "--notes", "fix line 3", "--rerun")
+    assert out["state"] == "waiting" and out["review_feedback"]["notes"] == "fix line 3"
+    j = s.fetch_until(q1)
+    s.complete(j, {"t": 2})
+    assert cli(s, "approve", j["id"], "--result", '{"t": 3}')["result"] == {"t": 3}
+    lip = s.fetch_until(q2)
+    assert lip["parents"] == {"stt": {"t": 3}}
+    assert cli(s, "flow", "get", run["id"])["state"] == "running"
+    assert [f["id"] for f in cli(s, "flow", "list", "--project", "cli-p")["flows"]] == [run["id"]]
+    assert cli(s, "flow", "cancel", run["id"])["id"] == run["id"]
+    s.complete(lip, 1)
+    assert cli(s, "flow", "get", run["id"])["state"] == "cancelled"
+    # a flow from stdin, then the template removed
+    f = cli(s, "flow", "create", "-",
+            stdin='{"jobs": [{"ref": "x", "queue": "%s"}]}' % s.qname())
+    assert list(f["jobs"]) == ["x"]
+    cli(s, "flow", "create", '{"jobs": [{"ref": "x", "queue": "q", "depends_on": ["x"]}]}',
+        expect=1)
+    cli(s, "pipeline", "rm", name, expect=0)
+    cli(s, "pipeline", "get", name, expect=1)
+
+
+def test_flow_wait_until_it_ends(srv):
+    s = srv
+    q = s.qname()
+    f = s.call("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q, "review": True},
+                                              {"ref": "b", "queue": q, "depends_on": ["a"]}]},
+               201)
+    # a wait that runs out answers the flow as it is
+    assert s.call("GET", f"/v1/flows/{f['id']}?wait_ms=50")["state"] == "running"
+    got = {}
+
+    def waiter():
+        got["f"] = s.call("GET", f"/v1/flows/{f['id']}?wait_ms=8000", timeout=15)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    a = s.fetch_until(q)
+    s.complete(a, {"v": 1})
+    s.call("POST", f"/v1/jobs/{a['id']}/approve", {})
+    b = s.fetch_until(q)
+    assert "f" not in got  # b still runs
+    s.complete(b, {"v": 2})
+    t.join(15)
+    assert got["f"]["state"] == "completed"
+    assert got["f"]["stages"]["b"]["result"] == {"v": 2}
+    # an ended flow answers at once; a cancel ends a waited-on flow too
+    assert s.call("GET", f"/v1/flows/{f['id']}?wait_ms=8000")["state"] == "completed"
+    g = s.call("POST", "/v1/flows", {"jobs": [{"ref": "x", "queue": s.qname()}]}, 201)
+    t = threading.Thread(target=lambda: got.update(
+        g=s.call("GET", f"/v1/flows/{g['id']}?wait_ms=8000", timeout=15)))
+    t.start()
+    time.sleep(0.1)
+    s.call("POST", f"/v1/flows/{g['id']}/cancel", {})
+    t.join(15)
+    assert got["g"]["state"] == "cancelled"

@@ -607,3 +607,36 @@ Test(orch, events_review_requested_and_flow_end)
     jobq_engine_free(e);
     g_string_free(l.types, TRUE);
 }
+
+static void keep_none(jobq_queue_opts *o)
+{
+    o->keep_completed.count = 0;
+}
+
+Test(orch, retention_keeps_a_parent_its_children_still_need)
+{
+    jobq_engine *e = eng_new(NULL, 17);
+    jobq_queue *q H_UNUSED = mkq(e, "q", T0, keep_none);
+    jobq_job *p = enq(e, "q", "p", 0, T0), *c, *x;
+    jobq_job_spec s = spec_default();
+    const char *dep = "p";
+    json_t *o;
+
+    s.depends_on = &dep;
+    s.ndeps = 1;
+    c = enq_spec(e, "q", &s, T0);
+    commit(e, T0);
+    complete_ok(e, fetch1(e, "q", T0), T0 + 1);
+    cr_assert_eq(jobq_engine_job(e, "p"), p, "kept: its child has not run yet");
+    commit(e, T0 + 1);
+    x = fetch1(e, "q", T0 + 2);
+    cr_assert_eq(x, c);
+    o = job_json(e, x, T0 + 2);
+    cr_assert(json_is_true(json_object_get(json_object_get(json_object_get(o, "parents"), "p"),
+                                           "ok")));
+    json_decref(o);
+    complete_ok(e, x, T0 + 3); /* its end trims both: nothing needs p any more */
+    cr_assert_null(jobq_engine_job(e, "p"));
+    cr_assert_null(jobq_engine_job(e, jobq_job_id(c)));
+    jobq_engine_free(e);
+}
