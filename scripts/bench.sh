@@ -8,6 +8,8 @@
 #   scripts/bench.sh BUILD_DIR extra           RSS per waiting job, restart time and w2 drain
 #                                              rate with a 1M-job backlog vs 10k
 #   scripts/bench.sh BUILD_DIR all             both
+#   scripts/bench.sh BUILD_DIR w2-groups       w2 on a queue with 10,000 groups of which
+#                                              9,000 are at their limit (vs plain w2)
 #
 # Environment: JOBS (default 100000), W3_JOBS (default: JOBS capped at 2000),
 # EXTRA_JOBS (default 1000000), PAYLOAD (default 200 bytes), SSE (default 10).
@@ -17,7 +19,7 @@
 set -uo pipefail
 
 usage() {
-    echo "usage: $0 BUILD_DIR [all|extra|w1-seq|w1-pipe|w1-bulk|w2|w2-single|w3|w2-sse ...]" >&2
+    echo "usage: $0 BUILD_DIR [all|extra|w1-seq|w1-pipe|w1-bulk|w2|w2-single|w3|w2-groups|w2-sse ...]" >&2
     exit 2
 }
 [ $# -ge 1 ] || usage
@@ -170,6 +172,30 @@ run_workload() {
     stop_server
 }
 
+# w2-groups: the w2 drain on a grouped queue (group_concurrency 1) with 10,000 groups, 9,000
+# of them at their limit with a job waiting, the JOBS backlog spread over the other 1,000.
+run_w2_groups() {
+    local q=bench-groups-$$ out
+    echo "bench: w2-groups, $JOBS jobs, 9000 of 10000 groups at their limit" >&2
+    start_server || { FAILED=1; return; }
+    if ! /usr/bin/env python3 "$(dirname "$0")/bench_groups.py" "$SADDR" "$q" "$JOBS" 10000 9000 \
+        "$PAYLOAD"; then
+        echo "bench: w2-groups: setup failed" >&2
+        show_log "w2-groups setup"
+        FAILED=1
+        stop_server
+        return
+    fi
+    if out=$(client --workload w2 --jobs "$JOBS" --queue "$q" --no-preload); then
+        printf '%s\n' "$out" | sed 's/"workload":"w2"/"workload":"w2-groups"/'
+    else
+        echo "bench: w2-groups failed" >&2
+        show_log "w2-groups"
+        FAILED=1
+    fi
+    stop_server
+}
+
 # extra: RSS per waiting job and restart time with EXTRA_JOBS live jobs, then w2 drain rate
 # with an EXTRA_JOBS backlog vs a 10k one.
 run_extra() {
@@ -254,6 +280,7 @@ for arg in "$@"; do
         ;;
     extra) run_extra ;;
     w1-seq | w1-pipe | w1-bulk | w2 | w2-single | w3 | w2-sse) run_workload "$arg" ;;
+    w2-groups) run_w2_groups ;;
     *) usage ;;
     esac
 done

@@ -14,7 +14,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: jobqd [--listen HOST:PORT] [--data DIR] [--strict-queues] [--max-body BYTES]\n"
             "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
-            "             [--event-ring N] [--event-buffer BYTES]\n"
+            "             [--webhook-outbox-max N]\n"
+            "             [--event-ring N] [--event-buffer BYTES] [--idempotency-ttl-ms MS]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
             "             [--stats-flush-ms MS] [--health-interval-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
@@ -26,9 +27,13 @@ static void usage(FILE *f)
             "                      (default 30000: 30 s, 2 min, 8 min; tests use less)\n"
             "  --webhook-progress-ms MS  job.progress sent to a hook at most once per MS\n"
             "                      per job (default 30000)\n"
+            "  --webhook-outbox-max N  unfinished webhook deliveries kept; past it new ones\n"
+            "                      are dropped and counted (default 10000)\n"
             "  --event-ring N      events kept for subscribers that resume (default 10000)\n"
             "  --event-buffer BYTES  unsent events a subscriber may fall behind by before it\n"
             "                      is dropped (default 8388608)\n"
+            "  --idempotency-ttl-ms MS  how long answers to POSTs with an Idempotency-Key are\n"
+            "                      kept for replay (default 86400000, 24 h)\n"
             "  --config FILE       settings file (JSON: max_active_jobs, tiers, queues;\n"
             "                      see docs/limits.md)\n"
             "  --max-active-jobs N most jobs active at once across all queues (0 = no cap)\n"
@@ -91,8 +96,10 @@ int main(int argc, char **argv)
         {"max-body", required_argument, NULL, 'b'},
         {"webhook-backoff-ms", required_argument, NULL, 'W'},
         {"webhook-progress-ms", required_argument, NULL, 'P'},
+        {"webhook-outbox-max", required_argument, NULL, 'O'},
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
+        {"idempotency-ttl-ms", required_argument, NULL, 'I'},
         {"config", required_argument, NULL, 'c'},
         {"max-active-jobs", required_argument, NULL, 'm'},
         {"tier", required_argument, NULL, 't'},
@@ -112,7 +119,7 @@ int main(int argc, char **argv)
 
     cfg.listen_port = 7117;
     cfg.data_dir = "./jobq-data";
-    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:F:H:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:d:sb:R:B:I:F:H:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_file = optarg;
@@ -144,6 +151,16 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'O': {
+            char *end;
+            long long n = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || n < 1 || n > 10000000) {
+                fprintf(stderr, "jobqd: --webhook-outbox-max must be 1 to 10000000\n");
+                return 1;
+            }
+            cfg.webhook_outbox_max = (size_t)n;
+            break;
+        }
         case 'W':
         case 'P': {
             char *end;
@@ -173,6 +190,16 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
+        case 'I': {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || ms < 1 || ms > INT64_C(10) * 366 * 86400000) {
+                fprintf(stderr, "jobqd: --idempotency-ttl-ms must be 1 ms to 10 years\n");
+                return 1;
+            }
+            cfg.idempotency_ttl_ms = ms;
+            break;
+        }
         case 'F':
         case 'H': {
             char *end;

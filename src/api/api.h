@@ -29,9 +29,11 @@ typedef struct jobq_app_config {
     size_t max_body;
     int64_t webhook_backoff_ms;  /* first webhook retry (0: 30 s); each next one 4 times longer */
     int64_t webhook_progress_ms; /* job.progress to a hook at most once per this (0: 30 s) */
+    size_t webhook_outbox_max;   /* unfinished deliveries kept (0: 10000) */
     jobq_settings *settings; /* stolen; NULL: the shipped defaults */
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
+    int64_t idempotency_ttl_ms; /* how long Idempotency-Key answers are kept (0: 24 h) */
     int64_t stats_flush_ms;     /* 0: the engine's default */
     int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;
@@ -55,6 +57,8 @@ void jobq_app_free(jobq_app *a);
 /* ---- for handlers (app.c) */
 jobq_engine *jobq_app_engine(jobq_app *a);
 jobq_store *jobq_app_store(jobq_app *a);
+/* The Idempotency-Key records (idem.c). */
+struct jobq_idem *jobq_app_idem(jobq_app *a);
 struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);

@@ -30,6 +30,7 @@
 #include "api/api.h"
 #include "api/stream.h"
 #include "api/wsworker.h"
+#include "api/idem.h"
 #include "api/outbox.h"
 #include "util/jsonw.h"
 
@@ -91,6 +92,7 @@ struct jobq_app {
     uv_work_t load;
     char *host, *data_dir;
     uv_timer_t stop_timer; /* bounds a stop while the store fails */
+    jobq_idem *idem;       /* Idempotency-Key records (idem.c) */
     int closed;
     jobq_webhooks *webhooks; /* hooks and their outbox (outbox.c) */
     jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
@@ -116,6 +118,11 @@ jobq_engine *jobq_app_engine(jobq_app *a)
 jobq_store *jobq_app_store(jobq_app *a)
 {
     return a->store;
+}
+
+jobq_idem *jobq_app_idem(jobq_app *a)
+{
+    return a->idem;
 }
 
 jobq_webhooks *jobq_app_webhooks(jobq_app *a)
@@ -300,7 +307,8 @@ void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish)
         finish(a, rq);
         return;
     }
-    jobq_req_park(rq, NULL, NULL);
+    if (!jobq_req_parked(rq)) /* an answer caught while parked (idem.c) waits parked */
+        jobq_req_park(rq, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- parked requests */
@@ -592,6 +600,7 @@ static void turn_end(jobq_app *a)
     if (a->closed || a->recovering) /* the pool thread owns the engine until loaded */
         return;
     serve_fetchers(a);
+    jobq_idem_sweep(a->idem, jobq_app_now());
     flush(a);
     /* one timer for the jobs' times and for stats housekeeping (minutes, days, health) */
     due = MIN(jobq_engine_next_timer(a->e), jobq_engine_stats_due(a->e));
@@ -638,12 +647,22 @@ static int recovery_gate(jobq_req *rq)
     return 1;
 }
 
+/* Every routed request passes here before its handler: recovery, then Idempotency-Key. */
+static int app_gate(jobq_req *rq)
+{
+    jobq_app *a = jobq_req_app(rq);
+
+    return recovery_gate(rq) || jobq_idem_gate(a->idem, rq);
+}
+
 /* Loading: stored documents of kinds the engine does not own, handed to the module of the
  * API layer that keeps them (by kind). A kind nobody claims is left alone. */
 static int engine_doc(void *ud, const char *kind, const char *id, const char *body)
 {
     jobq_app *a = ud;
 
+    if (strcmp(kind, "idem") == 0)
+        return jobq_idem_load(a->idem, id, body);
     if (strcmp(kind, "pipeline") == 0)
         return jobq_pipelines_load(a->pipelines, id, body);
     if (strcmp(kind, "config") == 0 && strcmp(id, "runtime") == 0)
@@ -676,6 +695,8 @@ static void load_done(uv_work_t *w, int status)
             rc = JOBQ_EINVAL;
         }
     }
+    if (rc == 0)
+        jobq_idem_load_done(a->idem);
     if (rc == 0 && jobq_store_start(a->store, store_notify, a) != 0)
         rc = JOBQ_ESTORE;
     if (rc) {
@@ -716,6 +737,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
+    a->idem = jobq_idem_new(a, cfg->idempotency_ttl_ms);
     a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;
@@ -751,6 +773,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         jobq_webhooks_config wcfg = {0};
         wcfg.backoff_ms = cfg->webhook_backoff_ms;
         wcfg.progress_ms = cfg->webhook_progress_ms;
+        wcfg.max_outbox = cfg->webhook_outbox_max;
         jobq_event_sink sink;
         a->webhooks = jobq_webhooks_new(loop, a->e, &wcfg);
         if (!a->webhooks) {
@@ -789,7 +812,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     hcfg.idle_timeout_s = 60;
     a->http = jobq_http_new(loop, &hcfg, jobq_routes, jobq_nroutes, a);
     if (a->http)
-        jobq_http_set_gate(a->http, recovery_gate);
+        jobq_http_set_gate(a->http, app_gate);
     if (!a->http || jobq_http_listen(a->http, cfg->listen_host, cfg->listen_port, &a->port) != 0) {
         fprintf(stderr, "jobqd: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
         *exit_code = 1;
@@ -885,6 +908,7 @@ void jobq_app_free(jobq_app *a)
     jobq_wsworkers_free(a->wsworkers);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
+    jobq_idem_free(a->idem);
     g_free(a->host);
     g_free(a->data_dir);
     jobq_settings_free(a->settings);

@@ -155,6 +155,11 @@ void jobq_api_flow_submit(jobq_req *rq, json_t *body, const char *const *skipped
             goto out;
         }
         queues[parsed] = g_strdup(json_string_value(q));
+        if (json_object_get(item, "on_parent_failure")) {
+            bad_item(rq, parsed, refs[parsed], "on_parent_failure",
+                     "is the flow's: set it once for the whole flow");
+            goto out;
+        }
         /* what is left are the enqueue options (depends_on names refs here) */
         json_object_del(item, "ref");
         json_object_del(item, "queue");

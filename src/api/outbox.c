@@ -42,11 +42,11 @@
 #include "util/sign.h"
 
 #define MAX_HOOKS 1000
-#define DONE_PER_HOOK 50       /* history kept per registered hook */
-#define DONE_PER_JOB 10        /* history kept per job's own webhook */
-#define DONE_JOBS_TOTAL 1000   /* history kept over every job's own webhook */
+#define DONE_PER_HOOK 50     /* history kept per registered hook */
+#define DONE_PER_JOB 10      /* history kept per job's own webhook */
+#define DONE_JOBS_TOTAL 1000 /* history kept over every job's own webhook */
 #define BACKOFF_FACTOR 4
-#define DROP_LOG_MS 60000      /* one stderr line per minute at most about drops */
+#define DROP_LOG_MS 60000 /* one stderr line per minute at most about drops */
 
 enum { D_STAGED, D_HELD, D_READY, D_WAITING, D_SENDING, D_DONE };
 
@@ -88,15 +88,15 @@ typedef struct throttle {
 struct target {
     char *id;
     int per_job;
-    char *url, *secret, *token; /* borrowed from spec for hooks, owned for jobs */
+    char *url, *secret, *token; /* copies of the spec's; secret, token may be NULL */
     json_t *spec;               /* the stored description (hooks and job webhooks) */
     char **events;              /* NULL: every job event (a job's webhook without events) */
     char **queues;              /* NULL: any */
     const char *project;        /* NULL: any */
     int64_t created_at;
-    GQueue ready;  /* deliveries waiting for a slot */
-    GQueue live;   /* every delivery not done */
-    GQueue done;   /* finished, oldest first */
+    GQueue ready; /* deliveries waiting for a slot */
+    GQueue live;  /* every delivery not done */
+    GQueue done;  /* finished, oldest first */
     int inflight;
     int in_rr;
     GList rr;             /* in w->rr */
@@ -109,17 +109,18 @@ struct jobq_webhooks {
     jobq_engine *e;
     jobq_webhooks_config cfg;
     jobq_sender *sender;
-    GHashTable *targets; /* id → target */
-    GQueue hooks;        /* registered targets */
-    GQueue staged;       /* deliveries waiting for their batch, in seq order */
-    GQueue rr;           /* targets with ready deliveries and a free slot */
-    GSequence *timed;    /* waiting and held deliveries by next_at */
-    GQueue job_done;     /* finished deliveries of job webhooks, oldest first */
-    GQueue orphans;      /* being sent when their hook was deleted */
-    size_t outbox;       /* deliveries not done */
-    size_t nthrottle;    /* throttle entries over every target */
-    int64_t dropped, dropped_logged, last_drop_log;
-    int64_t delivered, failed; /* since start */
+    GHashTable *targets;            /* id → target */
+    GQueue hooks;                   /* registered targets */
+    GQueue staged;                  /* deliveries waiting for their batch, in seq order */
+    GQueue rr;                      /* targets with ready deliveries and a free slot */
+    GSequence *timed;               /* waiting and held deliveries by next_at */
+    GQueue job_done;                /* finished deliveries of job webhooks, oldest first */
+    GQueue orphans;                 /* being sent when their hook was deleted */
+    size_t outbox;                  /* deliveries not done */
+    size_t nthrottle;               /* throttle entries over every target */
+    int64_t dropped, last_drop_log; /* new deliveries refused by a full outbox */
+    int64_t delivered, failed;      /* since start */
+    uint64_t id_counter;
     uv_timer_t timer;
     int64_t timer_due; /* INT64_MAX: stopped */
     int64_t sweep_at;
@@ -367,7 +368,11 @@ static delivery *delivery_new(jobq_webhooks *w, target *t, const jobq_event *ev,
         return NULL;
     }
     d = g_new0(delivery, 1);
-    d->id = g_uuid_string_random();
+    /* ids in time order: the store's docs table is keyed by them, and new keys that land
+     * at the end of its B-tree cost a page or two per batch where random ones would dirty
+     * a page per delivery */
+    d->id = g_strdup_printf("%012" PRIx64 "-%04x-%08x", (uint64_t)now,
+                            (unsigned)(w->id_counter++ & 0xffff), (unsigned)g_random_int());
     d->w = w;
     d->t = t;
     d->job = g_strdup(ev->job);

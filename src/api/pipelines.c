@@ -181,11 +181,12 @@ static int check_template(jobq_req *rq, json_t *t)
             if (stage_key(k))
                 continue;
             if (!strcmp(k, "depends_on") || !strcmp(k, "id") || !strcmp(k, "data") ||
-                !strcmp(k, "unique_key") || !strcmp(k, "project")) {
+                !strcmp(k, "unique_key") || !strcmp(k, "project") ||
+                !strcmp(k, "on_parent_failure")) {
                 json_decref(opts);
                 bad_stage(rq, i, k,
                           "is not a stage option (use after; data and project come with "
-                          "each run)");
+                          "each run; on_parent_failure is the pipeline's)");
                 goto out;
             }
             json_object_set(opts, k, x);

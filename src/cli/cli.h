@@ -108,6 +108,8 @@ int jobq_cli_logs(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_dead(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_stats(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_workers(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_health(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv); /* schedules.c */
 int jobq_cli_webhook(const struct jobq_cli *cli, int argc, char **argv); /* webhooks.c */
 int jobq_cli_config(const struct jobq_cli *cli, int argc, char **argv);
 

@@ -347,26 +347,79 @@ int jobq_cli_logs(const struct jobq_cli *cli, int argc, char **argv)
 int jobq_cli_stats(const struct jobq_cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {{"queue", required_argument, NULL, 'q'},
+                                         {"series", required_argument, NULL, 's'},
+                                         {"minutes", required_argument, NULL, 'm'},
+                                         {"daily", no_argument, NULL, 'd'},
+                                         {"days", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *queue = NULL;
-    int ch;
+    const char *queue = NULL, *series = NULL, *minutes = NULL, *days = NULL;
+    struct jobq_cli_path p;
+    int daily = 0, ch, rc;
+    int64_t n;
 
     optind = 0;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (ch == 'q')
+        switch (ch) {
+        case 'q':
             queue = optarg;
-        else if (ch == 'h')
+            break;
+        case 's':
+            series = optarg;
+            break;
+        case 'm':
+            if (jobq_cli_parse_int(optarg, 1, 1440, &n) < 0)
+                return jobq_cli_usage("stats", "--minutes needs 1..1440, not '%s'", optarg);
+            minutes = optarg;
+            break;
+        case 'd':
+            daily = 1;
+            break;
+        case 'D':
+            if (jobq_cli_parse_int(optarg, 1, 366, &n) < 0)
+                return jobq_cli_usage("stats", "--days needs 1..366, not '%s'", optarg);
+            days = optarg;
+            daily = 1;
+            break;
+        case 'h':
             return jobq_cli_help("stats");
-        else
+        default:
             return jobq_cli_bad_option("stats", argv, ch);
+        }
     }
     if (optind < argc)
         return jobq_cli_usage("stats", "unexpected argument '%s'", argv[optind]);
-    if (queue)
-        return jobq_cli_call(cli, "GET", "/v1/queues/", queue, "/stats", NULL);
-    return jobq_cli_request(cli, "GET", "/v1/stats", NULL);
+    if (series && daily)
+        return jobq_cli_usage("stats", "--series and --daily are two different views");
+    if (minutes && !series)
+        return jobq_cli_usage("stats", "--minutes goes with --series");
+    if (!series && !daily) {
+        if (queue)
+            return jobq_cli_call(cli, "GET", "/v1/queues/", queue, "/stats", NULL);
+        return jobq_cli_request(cli, "GET", "/v1/stats", NULL);
+    }
+    jobq_cli_path_init(&p, series ? "/v1/stats/series" : "/v1/stats/daily", NULL, "");
+    jobq_cli_path_query(&p, "queue", queue);
+    jobq_cli_path_query(&p, "metric", series);
+    jobq_cli_path_query(&p, "minutes", minutes);
+    jobq_cli_path_query(&p, "days", days);
+    if (!p.s)
+        return jobq_cli_out_of_memory();
+    rc = jobq_cli_request(cli, "GET", p.s, NULL);
+    free(p.s);
+    return rc;
+}
+
+int jobq_cli_health(const struct jobq_cli *cli, int argc, char **argv)
+{
+    int rc = jobq_cli_only_help("health", argc, argv);
+
+    if (rc >= 0)
+        return rc;
+    if (optind < argc)
+        return jobq_cli_usage("health", "unexpected argument '%s'", argv[optind]);
+    return jobq_cli_request(cli, "GET", "/v1/health", NULL);
 }
 
 int jobq_cli_workers(const struct jobq_cli *cli, int argc, char **argv)

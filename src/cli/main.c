@@ -293,6 +293,10 @@ static const char main_usage[] =
     "  dead [--queue Q]                failed jobs (the dead-letter set)\n"
     "  stats [--queue Q]               counts, totals and rates\n"
     "  workers                         workers seen in the last minute\n"
+    "  schedule add NAME --queue Q (--cron EXPR | --every MS) [OPTIONS]\n"
+    "  schedule update NAME [OPTIONS]  change a schedule\n"
+    "  schedule list [--queue Q]       recurring jobs, with next_run_at\n"
+    "  schedule get|rm|pause|resume|trigger NAME\n"
     "  webhook add|list|get|rm|deliveries  webhooks (see 'jobq webhook --help')\n"
     "  config get|set [OPTIONS]        server settings: max_active_jobs, tiers\n"
     "  worker --queue Q --exec CMD     run jobs with a shell command\n"
@@ -374,7 +378,17 @@ static const struct command commands[] = {
     {"dead", jobq_cli_dead,
      "Usage: jobq dead [--queue Q] [--limit N] [--cursor C]\n\nLists failed jobs.\n"},
     {"stats", jobq_cli_stats,
-     "Usage: jobq stats [--queue Q]\n\nShows counts, totals and rates, overall or of one queue.\n"},
+     "Usage: jobq stats [--queue Q]\n"
+     "       jobq stats --series METRIC [--queue Q] [--minutes N]\n"
+     "       jobq stats --daily [--queue Q] [--days N]\n"
+     "\n"
+     "Shows counts, totals, rates and 15-minute timings, overall or of one queue; or one\n"
+     "point per minute of METRIC (completed, failed, enqueued, processing_p95, waiting) for\n"
+     "the last N minutes (default 60, at most 1440); or one line per day and queue for the\n"
+     "last N days (default 30). See docs/metrics.md.\n"},
+    {"health", jobq_cli_health,
+     "Usage: jobq health\n\nShows the health of every queue and the reasons of those not "
+     "healthy.\n"},
     {"config", jobq_cli_config,
      "Usage: jobq config get\n"
      "       jobq config set [--max-active-jobs N|none] [--tier NAME=LIMIT[/PRIORITY]]...\n"
@@ -452,6 +466,31 @@ static const struct command commands[] = {
      "on_parent_failure).\n"},
     {"workers", jobq_cli_workers,
      "Usage: jobq workers\n\nLists workers seen in the last minute.\n"},
+    {"schedule", jobq_cli_schedule,
+     "Usage: jobq schedule add NAME --queue Q (--cron EXPR | --every MS) [OPTIONS]\n"
+     "       jobq schedule update NAME [OPTIONS]\n"
+     "       jobq schedule list [--queue Q]\n"
+     "       jobq schedule get|rm|pause|resume|trigger NAME\n"
+     "\n"
+     "Recurring jobs (docs/schedules.md). NAME may also be the schedule's id. trigger fires\n"
+     "one run now and prints its job.\n"
+     "\n"
+     "Options of add and update:\n"
+     "  --queue Q         the queue each run's job goes to\n"
+     "  --cron EXPR       5 fields (minute hour day-of-month month day-of-week) or 6 with\n"
+     "                    seconds first; names and @daily-style macros allowed\n"
+     "  --every MS        instead of --cron: every MS milliseconds (at least 100)\n"
+     "  --tz ZONE         IANA time zone of the cron fields (default UTC)\n"
+     "  --data JSON       the job's data\n"
+     "  --priority P      the job's priority (-1000..1000 or low|normal|high|urgent)\n"
+     "  --job JSON        further job options (as for 'jobq add --options')\n"
+     "  --start-at MS     no run before this time (ms since the epoch)\n"
+     "  --end-at MS       no run after this time\n"
+     "  --limit N         at most N runs\n"
+     "  --no-overlap      skip a run while the previous run's job is still live\n"
+     "  --overlap         (update) allow overlapping runs again\n"
+     "  --paused          create it paused\n"
+     "  --options JSON    further fields, merged into the request body\n"},
     {"webhook", jobq_cli_webhook,
      "Usage: jobq webhook add URL [--event TYPE …] [--queue Q …] [--project P]\n"
      "                            [--secret S] [--bearer TOKEN]\n"

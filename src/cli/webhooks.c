@@ -139,6 +139,6 @@ int jobq_cli_webhook(const struct jobq_cli *cli, int argc, char **argv)
     }
     if (argc - optind != 1)
         return jobq_cli_usage("webhook", "webhook %s needs exactly one webhook id", sub);
-    return jobq_cli_call(cli, !strcmp(sub, "rm") ? "DELETE" : "GET", "/v1/webhooks/",
-                         argv[optind], "", NULL);
+    return jobq_cli_call(cli, !strcmp(sub, "rm") ? "DELETE" : "GET", "/v1/webhooks/", argv[optind],
+                         "", NULL);
 }

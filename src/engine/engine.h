@@ -343,7 +343,8 @@ int jobq_engine_events_on(const jobq_engine *e);
 uint64_t jobq_engine_event_seq(const jobq_engine *e);
 
 /* Timers: runs everything due at `now` (delayed jobs, retries, lease expiries, timeouts,
- * retention by age). next_timer returns the next due time (ms since epoch) or INT64_MAX. */
+ * retention by age, schedules: engine/schedule.h). next_timer returns the next due time (ms
+ * since epoch) or INT64_MAX. */
 void jobq_engine_tick(jobq_engine *e, int64_t now);
 int64_t jobq_engine_next_timer(const jobq_engine *e);
 

@@ -193,8 +193,6 @@ void jobq_wake_fire(jobq_engine *e, int64_t now)
         }
         q->wake_at = 0;
         g_ptr_array_remove_index_fast(e->waking, i);
-        if (q->cb_state == CB_OPEN && now >= q->cb_until)
-            q->cb_until = now; /* the cooldown is over: one trial may go */
         if (g_sequence_get_length(q->ready))
             jobq_notify_ready(e, q);
     }
@@ -609,6 +607,8 @@ void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set)
         q->cb_fails = 0;
     }
     gated_update(q);
+    if (e->loading) /* jobq_engine_load_done builds the index once every job is in place */
+        return;
     jobq_fair_update(e, q);
     if (set & JOBQ_QO_GROUP_CONCURRENCY)
         refresh_all(e, q);
@@ -638,12 +638,12 @@ void jobq_entered_active(jobq_engine *e, jobq_job *j)
         jobq_group *g = x->grp;
         x->gcounted = 1;
         g->active++;
-        if (j->q->rr && x->slot && x->slot->it) { /* served: to the back of its priority */
-            x->slot->key = ++j->q->turn;
+        if (g->limit > 0 && g->active >= g->limit) {
+            group_refresh(e, j->q, g); /* saturated: its slots leave the line */
+        } else if (j->q->rr && x->slot && x->slot->it) {
+            x->slot->key = ++j->q->turn; /* served: to the back of its priority */
             g_sequence_sort_changed(x->slot->it, slot_cmp, NULL);
         }
-        if (g->limit > 0 && g->active >= g->limit)
-            group_refresh(e, j->q, g);
     }
     if (x->req && x->worker && !x->charged) {
         res_add(&jobq_worker_get(e, x->worker)->used, x->req, +1);

@@ -28,10 +28,10 @@ struct jobq_sched {
     char *queue;
     char *cron_text; /* NULL when every_ms */
     jobq_cron cron;
-    char *tz_name;   /* NULL: UTC */
-    GTimeZone *tz;   /* NULL: UTC */
-    int64_t every_ms; /* 0 when cron */
-    json_t *job;      /* the job template (an enqueue item without id/run_at) */
+    char *tz_name;            /* NULL: UTC */
+    GTimeZone *tz;            /* NULL: UTC */
+    int64_t every_ms;         /* 0 when cron */
+    json_t *job;              /* the job template (an enqueue item without id/run_at) */
     int64_t start_at, end_at; /* ms since epoch, 0 = none */
     int64_t limit;            /* runs at most, 0 = no limit */
     int overlap;              /* 0: skip a fire while the last run's job is live */
@@ -186,9 +186,8 @@ static int get_time(const json_t *v, int64_t *out)
 static int parse_def(const json_t *body, int64_t now, int loading, jobq_sched *d,
                      jobq_sched_err *err)
 {
-    static const char *const known[] = {"name",     "queue",  "cron",  "every_ms",
-                                        "tz",       "job",    "start_at", "end_at",
-                                        "limit",    "overlap", "paused", NULL};
+    static const char *const known[] = {"name",     "queue",  "cron",  "every_ms", "tz",     "job",
+                                        "start_at", "end_at", "limit", "overlap",  "paused", NULL};
     const char *key;
     json_t *v;
     char why[200];
@@ -207,8 +206,9 @@ static int parse_def(const json_t *body, int64_t now, int loading, jobq_sched *d
         for (i = 0; known[i] && strcmp(known[i], key); i++)
             ;
         if (!known[i]) {
-            seterr(err, key, "unknown field (name, queue, cron, every_ms, tz, job, start_at, "
-                             "end_at, limit, overlap, paused)");
+            seterr(err, key,
+                   "unknown field (name, queue, cron, every_ms, tz, job, start_at, "
+                   "end_at, limit, overlap, paused)");
             return JOBQ_EINVAL;
         }
     }
@@ -240,8 +240,8 @@ static int parse_def(const json_t *body, int64_t now, int loading, jobq_sched *d
     if (v && !json_is_null(v)) {
         if (!json_is_integer(v) || json_integer_value(v) < MIN_EVERY_MS ||
             json_integer_value(v) > MAX_EVERY_MS) {
-            seterr(err, "every_ms", "must be an integer from %d to %" PRId64 " (ms)",
-                   MIN_EVERY_MS, MAX_EVERY_MS);
+            seterr(err, "every_ms", "must be an integer from %d to %" PRId64 " (ms)", MIN_EVERY_MS,
+                   MAX_EVERY_MS);
             return JOBQ_EINVAL;
         }
         d->every_ms = json_integer_value(v);
@@ -328,8 +328,7 @@ static int parse_def(const json_t *body, int64_t now, int loading, jobq_sched *d
         d->paused = json_is_true(v);
     }
     if (d->cron_text && !loading && jobq_cron_next(&d->cron, d->tz, now) < 0) {
-        seterr(err, "cron", "never matches a date in the next %d years",
-               JOBQ_CRON_HORIZON_YEARS);
+        seterr(err, "cron", "never matches a date in the next %d years", JOBQ_CRON_HORIZON_YEARS);
         return JOBQ_EINVAL;
     }
     return 0;
@@ -423,8 +422,7 @@ json_t *jobq_sched_to_json(const jobq_sched *s)
     json_object_set_new(o, "runs", json_integer(s->runs));
     json_object_set_new(o, "skipped", json_integer(s->skipped));
     json_object_set_new(o, "last_job", s->last_job ? json_string(s->last_job) : json_null());
-    json_object_set_new(o, "last_error",
-                        s->last_error ? json_string(s->last_error) : json_null());
+    json_object_set_new(o, "last_error", s->last_error ? json_string(s->last_error) : json_null());
     json_object_set_new(o, "created_at", json_integer(s->created_at));
     json_object_set_new(o, "updated_at", json_integer(s->updated_at));
     return o;

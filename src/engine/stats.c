@@ -234,7 +234,8 @@ void jobq_estats_free(jobq_estats *s)
     g_free(s);
 }
 
-/* The document of one day of one queue; with_hist for a day still open. */
+/* The document of one day of one queue; b: the histogram of a day still open, kept with it
+ * so a restart can go on adding to it (NULL for a finished day). */
 static char *daily_doc(const daily *d, const uint64_t *b)
 {
     char day[16];
@@ -283,7 +284,7 @@ static void today_of(const jobq_queue *q, daily *d, uint64_t *b)
 {
     const jobq_window *w = q->st->w;
     const jobq_slot *s = q->st->open;
-    int64_t max = 0;
+    int64_t max;
 
     memset(d, 0, sizeof *d);
     d->day = w->day;
@@ -1079,6 +1080,11 @@ int jobq_stats_load_doc(jobq_engine *e, const char *kind, const char *id, const 
             if (lo >= 0 && c > 0)
                 d->b[bucket(lo)] += (uint64_t)c;
         }
+        for (unsigned k = NB; !json_object_get(pm, "max") && k-- > 0;)
+            if (d->b[k]) { /* no largest value kept: the top bucket's midpoint bounds p95 */
+                d->max = bucket_mid(k);
+                break;
+            }
     }
     g_tree_replace(estats(e)->days, d, d);
     json_decref(j);

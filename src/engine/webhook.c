@@ -22,11 +22,10 @@
 /* The event types of docs/api.md that a webhook may ask for. "*" takes every type and
  * "job.*" (or flow., queue., health.) every type of that family. */
 static const char *const types[] = {
-    "job.created",    "job.started",   "job.progress",   "job.completed",
-    "job.failed",     "job.retrying",  "job.stalled",    "job.cancelled",
-    "job.review_requested",            "flow.completed", "flow.failed",
-    "queue.paused",   "queue.resumed", "queue.draining", "queue.drained",
-    "queue.error",    "health.changed",
+    "job.created",  "job.started",    "job.progress",  "job.completed",        "job.failed",
+    "job.retrying", "job.stalled",    "job.cancelled", "job.review_requested", "flow.completed",
+    "flow.failed",  "queue.paused",   "queue.resumed", "queue.draining",       "queue.drained",
+    "queue.error",  "health.changed",
 };
 static const char *const families[] = {"job.*", "flow.*", "queue.*", "health.*"};
 

@@ -117,6 +117,8 @@ struct jobq_req {
     void (*data_free)(void *);
     void (*on_gone)(jobq_req *rq, void *ud);
     void *gone_ud;
+    jobq_answer_hook hook; /* jobq_req_hook_answer: takes the next answer */
+    void *hook_ud;
     jobq_req *prev, *next; /* in h->parked_head while parked */
     uv_poll_t hup;         /* UV_DISCONNECT watch of a parked request */
     char *body;            /* small, or malloc'd when larger; NUL-terminated */
@@ -227,6 +229,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!rq)
         return;
     *con_cls = NULL;
+    if (rq->hook) { /* never answered: the client left while it was parked */
+        jobq_answer_hook fn = rq->hook;
+        rq->hook = NULL;
+        fn(rq, 0, NULL, 0, rq->hook_ud);
+    }
     if (rq->counted && --h->pending == 0 && h->quiesced)
         h->kick = 1;
     h->quiet = 0;
@@ -370,11 +377,36 @@ void jobq_req_add_header(jobq_req *rq, const char *name, const char *value)
     *tail = x;
 }
 
+void jobq_req_hook_answer(jobq_req *rq, jobq_answer_hook fn, void *ud)
+{
+    rq->hook = fn;
+    rq->hook_ud = ud;
+}
+
+/* Hands an answer to the request's hook, if it has one and may still be answered. 1 when
+ * the hook took it. A parked request loses its disconnect watch: its owner is done with it,
+ * and the hook's wait is short (a commit). */
+static int hooked(jobq_req *rq, unsigned status, const char *body, size_t len)
+{
+    jobq_answer_hook fn = rq->hook;
+
+    if (!fn || rq->resp || (rq->state != RQ_HANDLER && rq->state != RQ_PARKED))
+        return 0;
+    rq->hook = NULL;
+    if (rq->state == RQ_PARKED)
+        hup_close(rq);
+    rq->on_gone = NULL;
+    fn(rq, status, body, len, rq->hook_ud);
+    return 1;
+}
+
 void jobq_req_reply(jobq_req *rq, unsigned status, const char *body, size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r;
 
+    if (hooked(rq, status, body, len))
+        return;
+    r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     set_answer(rq, status, r, 1);
 }
 
@@ -382,7 +414,13 @@ void jobq_req_reply(jobq_req *rq, unsigned status, const char *body, size_t len)
  * memory: since GLib 2.46 g_malloc is always the system malloc. */
 void jobq_req_reply_take(jobq_req *rq, unsigned status, char *body, size_t len)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r;
+
+    if (hooked(rq, status, body, len)) {
+        free(body);
+        return;
+    }
+    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 
     if (!r)
         free(body);
@@ -391,6 +429,8 @@ void jobq_req_reply_take(jobq_req *rq, unsigned status, char *body, size_t len)
 
 void jobq_req_reply_empty(jobq_req *rq, unsigned status)
 {
+    if (hooked(rq, status, NULL, 0))
+        return;
     set_answer(rq, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), 0);
 }
 

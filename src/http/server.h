@@ -117,6 +117,17 @@ void jobq_req_reply_upgrade(jobq_req *rq, const char *proto,
                             void (*on_end)(void *ud), void *ud);
 void jobq_http_upgraded_close(jobq_upgraded *u);
 
+/* An answer hook, for a layer that keeps answers (Idempotency-Key): the next answer given
+ * for rq (jobq_req_reply*, jobq_req_error) goes to fn instead of the client, its body
+ * borrowed for the call, and fn answers later with jobq_req_reply* (the hook is gone by
+ * then, so that answer is sent; headers added before stay for it). A parked request stays
+ * parked until then, without its owner's on_gone: to the owner it has been answered. If
+ * the request ends with no answer given (its client left while it was parked), fn runs
+ * once with status 0 and no body, and must not answer. */
+typedef void (*jobq_answer_hook)(jobq_req *rq, unsigned status, const char *body, size_t len,
+                                 void *ud);
+void jobq_req_hook_answer(jobq_req *rq, jobq_answer_hook fn, void *ud);
+
 /* Parks the request: nothing is sent until a jobq_req_reply* call, which wakes it. If the
  * client disconnects first, on_gone(rq, ud) runs once; after it returns the request is dead
  * and must not be touched again (do not reply). on_gone may be NULL when the wait is short

@@ -21,7 +21,7 @@ static const struct {
     const char *name;
     int lo, hi;
 } fields[] = {
-    {"second", 0, 59},      {"minute", 0, 59}, {"hour", 0, 23},
+    {"second", 0, 59},       {"minute", 0, 59}, {"hour", 0, 23},
     {"day-of-month", 1, 31}, {"month", 1, 12},  {"day-of-week", 0, 7},
 };
 
@@ -124,7 +124,7 @@ static int parse_field(int f, const char *s, size_t len, jobq_cron *c, char *why
         } else {
             if (parse_value(f, &p, &a))
                 FAIL("%s: '%s' is not a number%s", name, item,
-                     f == F_MON ? " or a month name (jan-dec)"
+                     f == F_MON   ? " or a month name (jan-dec)"
                      : f == F_DOW ? " or a day name (sun-sat)"
                                   : "");
             b = a;

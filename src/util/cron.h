@@ -27,12 +27,12 @@
 #define JOBQ_CRON_MAX_TEXT 256 /* longest expression accepted, in bytes */
 
 typedef struct jobq_cron {
-    uint64_t sec;  /* bit n: second n (0..59) */
-    uint64_t min;  /* bit n: minute n (0..59) */
-    uint32_t hour; /* bit n: hour n (0..23) */
-    uint32_t dom;  /* bit n: day of month n (1..31) */
-    uint16_t mon;  /* bit n: month n (1..12) */
-    uint8_t dow;   /* bit n: weekday n (0..6, Sunday 0) */
+    uint64_t sec;               /* bit n: second n (0..59) */
+    uint64_t min;               /* bit n: minute n (0..59) */
+    uint32_t hour;              /* bit n: hour n (0..23) */
+    uint32_t dom;               /* bit n: day of month n (1..31) */
+    uint16_t mon;               /* bit n: month n (1..12) */
+    uint8_t dow;                /* bit n: weekday n (0..6, Sunday 0) */
     uint8_t dom_star, dow_star; /* the field starts with '*': the OR rule does not apply */
 } jobq_cron;
 

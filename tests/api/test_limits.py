@@ -48,6 +48,19 @@ def test_round_robin_serves_a_small_group_before_a_big_backlog(srv, q):
     assert len(got) == 2, f"small group's job waited behind {len(got) - 1} jobs"
 
 
+def test_group_limits_hold_after_a_restart(server):
+    q = server.qname()
+    server.create_queue(q, group_concurrency=1)
+    server.enqueue_bulk(q, [{"group": g} for g in ("a", "b") for _ in range(3)])
+    assert len(server.fetch(q, count=10)) == 2
+    server.kill9()
+    server.start()
+    # the two that were active went back to waiting; still one per group
+    got = server.fetch(q, count=10)
+    assert sorted(groups_of(got)) == ["a", "b"]
+    assert server.fetch(q, count=10) == []
+
+
 def test_fairness_option_is_validated_and_shown(srv, q):
     srv.create_queue(q)
     assert srv.queue(q)["fairness"] == "fifo"

@@ -116,6 +116,8 @@ def test_pipeline_validation_and_crud(srv):
         ({"name": name, "stages": [{"name": "a", "queue": "x", "priority": 5000}]},
          "stages[0].priority"),
         ({"name": name, "stages": [{"name": "a", "queue": "x", "bogus": 1}]}, "stages[0].bogus"),
+        ({"name": name, "stages": [{"name": "a", "queue": "x", "on_parent_failure": "cancel"}]},
+         "stages[0].on_parent_failure"),
         ({"stages": [{"name": "a", "queue": "x"}]}, "name"),
     ]
     for body, field in bad:
@@ -213,6 +215,9 @@ def test_flow_validation(srv):
     assert_error(s.request("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q, "x": 1}]}),
                  400, "invalid_argument", "jobs[0].x")
     assert_error(s.request("POST", "/v1/flows", {"jobs": []}), 400, "invalid_argument", "jobs")
+    assert_error(s.request("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q,
+                                                           "on_parent_failure": "continue"}]}),
+                 400, "invalid_argument", "jobs[0].on_parent_failure")
     assert_error(s.request("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q}],
                                                  "on_parent_failure": "maybe"}),
                  400, "invalid_argument", "on_parent_failure")
@@ -483,3 +488,31 @@ def test_flow_wait_until_it_ends(srv):
     s.call("POST", f"/v1/flows/{g['id']}/cancel", {})
     t.join(15)
     assert got["g"]["state"] == "cancelled"
+
+
+def test_review_and_flow_events_reach_a_webhook(srv):
+    from test_webhooks import Receiver
+    s = srv
+    rec = Receiver().start()
+    try:
+        project = s.qname("evproj")
+        s.call("POST", "/v1/webhooks", {"url": rec.url + "/hook", "project": project, "events": [
+            "job.review_requested", "flow.completed", "flow.failed"]}, 201)
+        q = s.qname()
+        ok = s.call("POST", "/v1/flows", {"name": "ok", "project": project, "jobs": [
+            {"ref": "a", "queue": q, "review": True}]}, 201)
+        a = s.fetch_until(q)
+        s.complete(a, {"draft": 1})
+        ev = rec.wait(1, type="job.review_requested")[0]["json"]
+        assert ev["job"] == a["id"] and ev["flow"] == ok["id"] and ev["ref"] == "a"
+        assert ev["result"] == {"draft": 1} and ev["project"] == project
+        s.call("POST", f"/v1/jobs/{a['id']}/approve", {})
+        ev = rec.wait(1, type="flow.completed")[0]["json"]
+        assert ev["flow"] == ok["id"] and ev["state"] == "completed" and ev["name"] == "ok"
+        bad = s.call("POST", "/v1/flows", {"name": "bad", "project": project, "jobs": [
+            {"ref": "x", "queue": q, "max_attempts": 1}]}, 201)
+        s.fail(s.fetch_until(q), "boom", retryable=False)
+        ev = rec.wait(1, type="flow.failed")[0]["json"]
+        assert ev["flow"] == bad["id"] and ev["failed"] == 1
+    finally:
+        rec.stop()

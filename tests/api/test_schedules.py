@@ -155,3 +155,43 @@ def test_schedules_survive_kill9_and_a_missed_fire_runs_once(server):
     assert n2 == nightly
     wait_until(lambda: sched(s, fast["id"])["runs"] >= after["runs"] + 1, timeout=10,
                what="the schedule firing again after the restart")
+
+
+def test_cli_schedule_commands(srv):
+    import json
+    import os
+    import subprocess
+    from conftest import REPO
+    jobq = os.environ.get("JOBQ") or str(REPO / "build" / "jobq")
+    q = srv.qname()
+    name = srv.qname("cli")
+
+    def run(*args):
+        p = subprocess.run([jobq, "--url", srv.url, "schedule", *args], capture_output=True,
+                           text=True, timeout=20)
+        return p.returncode, p.stdout, p.stderr
+
+    rc, out, err = run("add", name, "--queue", q, "--cron", "0 6 * * mon-fri", "--tz",
+                       "America/New_York", "--data", '{"k": [1, 2]}', "--priority", "high",
+                       "--limit", "3", "--no-overlap")
+    assert rc == 0, err
+    made = json.loads(out)
+    got = sched(srv, name)  # checked through the API, not the CLI
+    assert got["id"] == made["id"] and got["cron"] == "0 6 * * mon-fri"
+    assert got["tz"] == "America/New_York" and got["limit"] == 3 and got["overlap"] is False
+    assert got["job"] == {"data": {"k": [1, 2]}, "priority": "high"}
+    rc, out, _ = run("list", "--queue", q)
+    assert rc == 0 and [x["name"] for x in json.loads(out)["schedules"]] == [name]
+    rc, out, _ = run("trigger", name)
+    assert rc == 0 and json.loads(out)["data"] == {"k": [1, 2]}
+    assert waiting(srv, q) == 1
+    assert run("pause", name)[0] == 0 and sched(srv, name)["paused"] is True
+    assert run("resume", name)[0] == 0 and sched(srv, name)["paused"] is False
+    assert run("update", name, "--every", "60000")[0] == 0
+    assert sched(srv, name)["every_ms"] == 60000
+    rc, _, err = run("add", srv.qname("bad"), "--queue", q, "--cron", "0 25 * * *")
+    assert rc == 1 and "hour" in err
+    assert run("add")[0] == 2
+    assert run("rm", name)[0] == 0
+    assert srv.request("GET", f"/v1/schedules/{made['id']}").status == 404
+    assert run("get", name)[0] == 1

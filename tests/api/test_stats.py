@@ -365,3 +365,37 @@ def test_health_changed_reaches_a_webhook(server_factory):
             (q, "healthy", "degraded", []), ev
     finally:
         rec.stop()
+
+
+# ---- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_stats_series_daily_health(srv, q):
+    import json
+    import os
+    from pathlib import Path
+
+    jobq = os.environ.get("JOBQ") or str(Path(__file__).resolve().parents[2] / "build" / "jobq")
+
+    def cli(*args):
+        return subprocess.run([jobq, "--url", srv.url, *args], capture_output=True, text=True,
+                              timeout=30)
+
+    srv.enqueue(q, {})
+    srv.complete(srv.fetch_one(q))
+    r = cli("stats", "--series", "completed", "--queue", q, "--minutes", "3")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "completed" and len(out["points"]) == 3
+    assert sum(p["value"] for p in out["points"]) == 1
+    r = cli("stats", "--daily", "--queue", q, "--days", "2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["days"][0]["completed"] == 1
+    r = cli("health")
+    assert r.returncode == 0 and json.loads(r.stdout)["queues"][q]["status"] == "healthy"
+    r = cli("stats", "--series", "bogus")
+    assert r.returncode == 1 and "metric" in r.stderr
+    r = cli("stats", "--series", "completed", "--daily")
+    assert r.returncode == 2
+    r = cli("stats", "--minutes", "0", "--series", "completed")
+    assert r.returncode == 2

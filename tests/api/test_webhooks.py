@@ -49,9 +49,11 @@ def free_port():
 class Receiver:
     """Records every POST; answers `codes` in turn (then 200). Not listening until start()."""
 
-    def __init__(self, codes=(), port=None):
+    def __init__(self, codes=(), port=None, gate=None):
         self.port = port or free_port()
         self.codes = list(codes)
+        self.gate = gate  # a threading.Event every answer waits for (a slow endpoint)
+        self.waiting = 0
         self.calls = []  # dicts: path, headers, body, json, code
         self.lock = threading.Lock()
         self.httpd = None
@@ -66,6 +68,10 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if rec.gate:
+                    with rec.lock:
+                        rec.waiting += 1
+                    rec.gate.wait(30)
                 with rec.lock:
                     code = rec.codes.pop(0) if rec.codes else 200
                     rec.calls.append({"path": self.path, "headers": self.headers, "body": body,
@@ -82,6 +88,8 @@ class Receiver:
         return self
 
     def stop(self):
+        if self.gate:
+            self.gate.set()
         if self.httpd:
             self.httpd.shutdown()
             self.httpd.server_close()
@@ -102,8 +110,8 @@ class Receiver:
 def receiver():
     made = []
 
-    def make(codes=(), port=None, start=True):
-        r = Receiver(codes, port)
+    def make(codes=(), port=None, start=True, gate=None):
+        r = Receiver(codes, port, gate)
         made.append(r)
         return r.start() if start else r
 
@@ -358,6 +366,19 @@ def test_job_webhook(srv, receiver):
     assert "webhook" not in srv.job(j["id"])  # may carry a secret: never shown
 
 
+def test_job_webhook_survives_restart(server_factory, receiver):
+    s = server_factory(FAST)
+    rec = receiver()
+    q = s.qname()
+    j = s.enqueue(q, 1, webhook={"url": rec.url + "/r", "events": ["job.completed"],
+                                 "secret": "after"})
+    s.kill9()  # the webhook is kept with the job's options
+    s.start()
+    s.complete(s.fetch_until(q))
+    [call] = rec.wait(1, "/r")
+    assert call["json"]["job"] == j["id"] and verify(b"after", call["headers"], call["body"])
+
+
 def test_job_webhook_defaults_to_every_job_event(srv, receiver):
     rec = receiver()
     q = srv.qname()
@@ -466,3 +487,43 @@ def test_deleting_a_hook_drops_its_deliveries(server_factory, receiver):
     assert s.call("GET", "/v1/webhooks") == {"webhooks": [], "outbox": s.call(
         "GET", "/v1/webhooks")["outbox"]}
     assert s.call("GET", "/v1/webhooks")["outbox"]["pending"] == 0
+
+
+def test_a_slow_endpoint_holds_only_its_own_slots(srv, receiver):
+    gate = threading.Event()
+    slow, fast = receiver(gate=gate), receiver()
+    q = srv.qname()
+    hs = add_hook(srv, slow.url + "/slow", ["job.created"], queues=[q])
+    hf = add_hook(srv, fast.url + "/fast", ["job.created"], queues=[q])
+    try:
+        srv.enqueue_bulk(q, [{"data": i} for i in range(10)])
+        # the fast endpoint gets all ten while the slow one holds its four slots
+        fast.wait(10, "/fast")
+        settled(srv, hf["id"], 10)
+        wait_until(lambda: slow.waiting == 4, what="four POSTs held by the slow endpoint")
+        ds = deliveries(srv, hs["id"])
+        assert sorted(d["status"] for d in ds) == ["pending"] * 6 + ["sending"] * 4
+        assert srv.call("GET", "/v1/webhooks")["outbox"]["sending"] == 4
+        # the engine does not wait for it either
+        j = srv.enqueue(q, 1)
+        srv.complete(srv.fetch_until(q, timeout=5))
+        assert srv.state(j["id"]) in ("waiting", "completed")
+        gate.set()
+        settled(srv, hs["id"], 11)
+        assert len(slow.got("/slow")) == 11
+    finally:
+        gate.set()
+        for h in (hs, hf):
+            srv.request("DELETE", f"/v1/webhooks/{h['id']}")
+
+
+def test_full_outbox_drops_new_deliveries_and_counts_them(server_factory):
+    s = server_factory(["--webhook-backoff-ms", "60000", "--webhook-outbox-max", "3"])
+    q = s.qname()
+    h = add_hook(s, f"http://127.0.0.1:{free_port()}/down", ["job.created"], queues=[q])
+    ids = [x["id"] for x in s.enqueue_bulk(q, [{"data": i} for i in range(5)])]
+    assert len(ids) == 5  # the jobs themselves are never refused
+    outbox = s.call("GET", "/v1/webhooks")["outbox"]
+    assert outbox["pending"] == 3 and outbox["dropped"] == 2 and outbox["max"] == 3
+    assert len(deliveries(s, h["id"])) == 3
+    assert "webhook outbox full" in s.log_text()

@@ -19,19 +19,19 @@
 
 #include "util/cron.h"
 
-static const char *const zones[] = {NULL,           "America/New_York",   "Europe/Berlin",
-                                    "Australia/Lord_Howe", "Pacific/Apia", "Asia/Kathmandu",
-                                    "America/Sao_Paulo"};
+static const char *const zones[] = {
+    NULL,           "America/New_York", "Europe/Berlin",    "Australia/Lord_Howe",
+    "Pacific/Apia", "Asia/Kathmandu",   "America/Sao_Paulo"};
 
 /* ms since the epoch: around DST changes and calendar edges */
 static const int64_t starts[] = {
-    INT64_C(1772938800000), /* 2026-03-08T03:00Z: before New York springs forward */
-    INT64_C(1793500000000), /* 2026-11-01: New York falls back */
-    INT64_C(1774746000000), /* 2026-03-29: Berlin springs forward */
-    INT64_C(1792880000000), /* 2026-10-25: Berlin falls back */
-    INT64_C(1325160000000), /* 2011-12-29: Apia skips a day */
-    INT64_C(1709164800000), /* 2024-02-29 */
-    INT64_C(0),             /* the epoch */
+    INT64_C(1772938800000),   /* 2026-03-08T03:00Z: before New York springs forward */
+    INT64_C(1793500000000),   /* 2026-11-01: New York falls back */
+    INT64_C(1774746000000),   /* 2026-03-29: Berlin springs forward */
+    INT64_C(1792880000000),   /* 2026-10-25: Berlin falls back */
+    INT64_C(1325160000000),   /* 2011-12-29: Apia skips a day */
+    INT64_C(1709164800000),   /* 2024-02-29 */
+    INT64_C(0),               /* the epoch */
     INT64_C(253402200000000), /* late 9999 */
 };
 
@@ -84,8 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(t % 1000 == 0, "fire not on a whole second", text, t);
         s = t / 1000;
         wall = s + jobq_cron_offset(tz, s);
-        check(jobq_cron_matches(&c, wall) ||
-                  jobq_cron_offset(tz, s - 1) < jobq_cron_offset(tz, s),
+        check(jobq_cron_matches(&c, wall) || jobq_cron_offset(tz, s - 1) < jobq_cron_offset(tz, s),
               "fire at a wall time that does not match", text, t);
         if (!tz && t - prev < 7200000)
             for (int64_t x = prev / 1000 + 1; x < s; x++)

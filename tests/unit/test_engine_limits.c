@@ -540,12 +540,18 @@ Test(limits, grouped_queue_survives_a_restart)
 
     shipped_tiers(e);
     mkq(e, "q", T0, NULL);
+    mkq(e, "gc", T0, set_gc1);
     for (int i = 0; i < 4; i++)
         enq_group(e, "q", "u1", "free", T0);
     for (int i = 0; i < 4; i++)
         enq_group(e, "q", "u2", "basic", T0);
+    for (int i = 0; i < 3; i++) {
+        enq_group(e, "gc", "a", NULL, T0);
+        enq_group(e, "gc", "b", NULL, T0);
+    }
     commit_to(e, s, T0);
     cr_assert_eq(fetchq(e, "q", 16, "w", T0, out), 3);
+    cr_assert_eq(fetchq(e, "gc", 1, "w", T0, out), 1);
     commit_to(e, s, T0);
     jobq_engine_free(e);
 
@@ -557,6 +563,14 @@ Test(limits, grouped_queue_survives_a_restart)
     cr_assert_eq(fetchq(b, "q", 16, "w", T0 + 10, out), 3);
     cr_assert_eq(jobq_engine_active_total(b), 3);
     cr_assert_eq(fetchq(b, "q", 16, "w", T0 + 10, out), 0);
+    /* a queue grouped by its own group_concurrency: one per group, as before */
+    cr_assert_eq(fetchq(b, "gc", 16, "w", T0 + 10, out), 2);
+    {
+        char g0[64];
+        snprintf(g0, sizeof g0, "%s", group_of(b, out[0]));
+        cr_assert(strcmp(g0, group_of(b, out[1])) != 0);
+    }
+    cr_assert_eq(fetchq(b, "gc", 16, "w", T0 + 10, out), 0);
     jobq_engine_free(b);
     sim_free(s);
 }

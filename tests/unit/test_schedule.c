@@ -53,8 +53,8 @@ static void refused(jobq_engine *e, const char *json, const char *field)
 
 /* Runs the engine's timers until `until` (each due time one loop turn with a commit) and
  * records the times s made a run at. Returns how many runs it saw. */
-static size_t run_until(jobq_engine *e, simstore *st, jobq_sched *s, int64_t until,
-                        int64_t *fires, size_t max)
+static size_t run_until(jobq_engine *e, simstore *st, jobq_sched *s, int64_t until, int64_t *fires,
+                        size_t max)
 {
     size_t n = 0;
     int64_t t;
@@ -130,10 +130,10 @@ Test(schedule, weekday_names_and_macro_through_a_week)
     static const char *const weekdays[] = {"2026-03-02T09:00:00Z", "2026-03-03T09:00:00Z",
                                            "2026-03-04T09:00:00Z", "2026-03-05T09:00:00Z",
                                            "2026-03-06T09:00:00Z"};
-    static const char *const daily[] = {
-        "2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z", "2026-03-04T00:00:00Z",
-        "2026-03-05T00:00:00Z", "2026-03-06T00:00:00Z", "2026-03-07T00:00:00Z",
-        "2026-03-08T00:00:00Z"};
+    static const char *const daily[] = {"2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z",
+                                        "2026-03-04T00:00:00Z", "2026-03-05T00:00:00Z",
+                                        "2026-03-06T00:00:00Z", "2026-03-07T00:00:00Z",
+                                        "2026-03-08T00:00:00Z"};
 
     expect_week("UTC", "0 9 * * MON-fri", "2026-03-01T12:00:00Z", weekdays, 5);
     expect_week("UTC", "@daily", "2026-03-01T12:00:00Z", daily, 7);
@@ -306,8 +306,7 @@ Test(schedule, pause_resume_trigger_patch_delete)
     cr_assert_eq(jobq_sched_next_run(s), T0 + 6000); /* in phase, after now: nothing made up */
     /* patch: to a cron expression; next fire computed again */
     patch = json_pack("{s:s}", "cron", "0 0 * * *");
-    cr_assert_eq(jobq_sched_patch(e, s, patch, T0 + 6000, &err), 0, "%s: %s", err.field,
-                 err.why);
+    cr_assert_eq(jobq_sched_patch(e, s, patch, T0 + 6000, &err), 0, "%s: %s", err.field, err.why);
     json_decref(patch);
     cr_assert_eq(jobq_sched_next_run(s), at("2023-11-15T00:00:00Z"));
     y = mksched(e, "{\"name\":\"y\",\"queue\":\"q\",\"every_ms\":1000}", T0);
@@ -354,25 +353,21 @@ Test(schedule, refused_definitions_name_the_field)
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":\"1s\"}", "every_ms");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"cron\":\"* * * * *\",\"tz\":\"Mars/Base\"}",
             "tz");
-    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"cron\":\"* * * * *\",\"tz\":\"../etc/x\"}",
-            "tz");
+    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"cron\":\"* * * * *\",\"tz\":\"../etc/x\"}", "tz");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"tz\":\"UTC\"}", "tz");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"job\":[]}", "job");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"job\":{\"id\":\"x\"}}",
             "job.id");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"job\":{\"run_at\":1}}",
             "job.run_at");
-    refused(e,
-            "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"job\":{\"priority\":\"x\"}}",
+    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"job\":{\"priority\":\"x\"}}",
             "job.priority");
-    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"start_at\":-1}",
-            "start_at");
+    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"start_at\":-1}", "start_at");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"start_at\":5,\"end_at\":4}",
             "end_at");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"limit\":0}", "limit");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"overlap\":1}", "overlap");
-    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"paused\":\"no\"}",
-            "paused");
+    refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"paused\":\"no\"}", "paused");
     refused(e, "{\"name\":\"n\",\"queue\":\"q\",\"every_ms\":1000,\"color\":\"red\"}", "color");
     cr_assert_eq(jobq_engine_sched_total(e), 0);
     cr_assert_eq(jobq_engine_has_changes(e), 0);

@@ -66,10 +66,11 @@ Test(webhook, registered_hook_is_normalised)
     char *out = NULL;
     char field[64];
 
-    cr_assert_eq(parse("{\"url\":\"https://example.com/h\",\"events\":[\"job.completed\"],"
-                       "\"queues\":[\"render\"],\"project\":\"p1\",\"secret\":\"s\",\"token\":\"t\"}",
-                       1, &out, field),
-                 0);
+    cr_assert_eq(
+        parse("{\"url\":\"https://example.com/h\",\"events\":[\"job.completed\"],"
+              "\"queues\":[\"render\"],\"project\":\"p1\",\"secret\":\"s\",\"token\":\"t\"}",
+              1, &out, field),
+        0);
     cr_assert_not_null(out);
     json_t *v = json_loads(out, 0, NULL);
     cr_assert_str_eq(json_string_value(json_object_get(v, "url")), "https://example.com/h");
