@@ -66,7 +66,11 @@ int jobq_cli_add(const struct jobq_cli *cli, int argc, char **argv)
         O_ID,
         O_TIER,
         O_TAG,
-        O_OPTIONS
+        O_OPTIONS,
+        O_DEPENDS,
+        O_REVIEW,
+        O_UNIQUE,
+        O_CACHE
     };
     static const struct option opts[] = {{"priority", required_argument, NULL, O_PRIO},
                                          {"delay", required_argument, NULL, O_DELAY},
@@ -80,6 +84,10 @@ int jobq_cli_add(const struct jobq_cli *cli, int argc, char **argv)
                                          {"tier", required_argument, NULL, O_TIER},
                                          {"tag", required_argument, NULL, O_TAG},
                                          {"options", required_argument, NULL, O_OPTIONS},
+                                         {"depends-on", required_argument, NULL, O_DEPENDS},
+                                         {"review", no_argument, NULL, O_REVIEW},
+                                         {"unique-key", required_argument, NULL, O_UNIQUE},
+                                         {"cache", required_argument, NULL, O_CACHE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     static const struct {
@@ -131,6 +139,35 @@ int jobq_cli_add(const struct jobq_cli *cli, int argc, char **argv)
         case O_OPTIONS:
             rc = jobq_cli_merge_json(cmd, body, "--options", optarg);
             break;
+        case O_DEPENDS: {
+            json_t *deps = json_object_get(body, "depends_on");
+            if (!deps) {
+                deps = json_array();
+                json_object_set_new(body, "depends_on", deps);
+            }
+            json_array_append_new(deps, json_string(optarg));
+            break;
+        }
+        case O_REVIEW:
+            json_object_set_new(body, "review", json_true());
+            break;
+        case O_UNIQUE:
+            json_object_set_new(body, "unique_key", json_string(optarg));
+            break;
+        case O_CACHE: {
+            /* KEY or KEY/TTL_MS: the key may hold slashes, the ttl is after the last one */
+            const char *slash = strrchr(optarg, '/');
+            int64_t ttl;
+            json_t *c = json_object();
+            if (slash && jobq_cli_parse_int(slash + 1, 0, INT64_MAX, &ttl) == 0) {
+                json_object_set_new(c, "key", json_stringn(optarg, (size_t)(slash - optarg)));
+                json_object_set_new(c, "ttl_ms", json_integer(ttl));
+            } else {
+                json_object_set_new(c, "key", json_string(optarg));
+            }
+            json_object_set_new(body, "cache", c);
+            break;
+        }
         case 'h':
             json_decref(body);
             return jobq_cli_help("add");

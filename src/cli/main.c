@@ -360,6 +360,10 @@ static const struct command commands[] = {
      "  --name N          label\n"
      "  --id ID           the job's id (default: the server makes one)\n"
      "  --tag KEY=VALUE   (repeatable)\n"
+     "  --depends-on ID   wait for that job to complete first (repeatable)\n"
+     "  --review          a completion waits for approve/reject\n"
+     "  --unique-key K    a live job with key K in the queue is returned instead\n"
+     "  --cache KEY[/MS]  reuse the result of a job completed with KEY within MS (24 h)\n"
      "  --options JSON    further options, merged into the request body\n"},
     {"get", jobq_cli_get, "Usage: jobq get ID\n\nShows a job.\n"},
     {"list", jobq_cli_list,
@@ -509,7 +513,7 @@ static const struct command commands[] = {
      "  --bearer TOKEN    send Authorization: Bearer TOKEN with each delivery\n"},
     {"worker", jobq_cli_worker,
      "Usage: jobq worker --queue Q [--queue Q2 …] [--concurrency N] [--lease-ms MS]\n"
-     "                   --exec CMD\n"
+     "                   [--capacity JSON] --exec CMD\n"
      "\n"
      "Fetches jobs and runs each with /bin/sh -c CMD in its own process group, the job's JSON\n"
      "on stdin and JOBQ_JOB_ID, JOBQ_ATTEMPT, JOBQ_QUEUE, JOBQ_URL in the environment.\n"
@@ -529,6 +533,8 @@ static const struct command commands[] = {
      "  --concurrency N   jobs run at once (default 1)\n"
      "  --lease-ms MS     lease to keep per job (default: the job's lease_ms); heartbeats\n"
      "                    go every third of it\n"
+     "  --capacity JSON   what this worker has, e.g. '{\"gpu\": 1, \"vram_mb\": 24000}':\n"
+     "                    it gets only jobs whose requires fit in what is free\n"
      "  --exec CMD        the shell command\n"
      "\n"
      "SIGTERM or SIGINT stops fetching and waits for running commands; a second one\n"

@@ -509,7 +509,7 @@ static jobq_list *list_of(jobq_queue *q, int list)
 void jobq_unready(jobq_engine *e, jobq_job *j)
 {
     if (j->ready) {
-        if (j->x && j->x->gready)
+        if (j->x && j->x->slot)
             jobq_group_unready(e, j);
         g_sequence_remove(j->ready);
         j->ready = NULL;
@@ -897,6 +897,7 @@ jobq_batch *jobq_engine_take_changes(jobq_engine *e)
     for (guint i = 0; i < e->dead_queues->len; i++)
         jobq_queue_free(g_ptr_array_index(e->dead_queues, i));
     g_ptr_array_set_size(e->dead_queues, 0);
+    jobq_orch_take(e);
     return b;
 }
 

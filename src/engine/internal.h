@@ -84,6 +84,8 @@ struct jobq_flow {
     size_t n;
     char **refs, **ids;
     jobq_job **jobs;   /* NULL once a job is removed */
+    size_t present;    /* jobs not removed: the flow is forgotten when it has ended and none is */
+    GList *order;      /* its link in e->flow_order */
     char **skipped;    /* pipeline stages left out */
     size_t nskipped;
     int64_t counts[JOBQ_NSTATES]; /* member jobs per state; a removed live job counts cancelled */
@@ -116,7 +118,7 @@ typedef struct jobq_job_extra {
     jobq_resources *req;        /* parsed `requires`, or NULL */
     struct jobq_group *grp;     /* its group while ready or active in a grouped queue */
     struct jobq_gslot *slot;    /* the (group, priority) slot holding it while ready */
-    GSequenceIter *gready;      /* its place in slot->jobs */
+    struct jobq_job *gprev, *gnext; /* its neighbours in slot's FIFO (by seq) */
     uint32_t skips;             /* fetches that passed over it for lack of capacity */
     uint8_t gcounted;           /* counted in grp->active */
     uint8_t charged;            /* its req counted in its worker's used resources */
@@ -176,7 +178,7 @@ typedef struct jobq_gslot {
     struct jobq_group *g;
     int priority;
     int64_t key;
-    GSequence *jobs;       /* ready jobs, by seq */
+    struct jobq_job *first, *last; /* ready jobs, by seq: an intrusive list (gprev/gnext) */
     GSequenceIter *it;     /* in q->slots, or NULL while the group is saturated */
     struct jobq_gslot *next; /* in g->slots */
 } jobq_gslot;
@@ -272,6 +274,7 @@ struct jobq_engine {
     GHashTable *cache;  /* "queue\ncache key" → latest job that ran and completed with it */
     GHashTable *flows;  /* id → jobq_flow* */
     GQueue flow_order;  /* flows in creation order */
+    GPtrArray *dead_flows; /* forgotten flows, freed at the next take_changes */
     GPtrArray *settle;  /* jobs that became final whose dependants are still to be told */
     int settling;
     /* limits (limits.c) */
@@ -418,6 +421,7 @@ void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet);
 void jobq_orch_init(jobq_engine *e);
 void jobq_orch_fini(jobq_engine *e);
 void jobq_orch_free(jobq_orch *o);
+void jobq_orch_take(jobq_engine *e); /* a batch was taken: frees forgotten flows */
 jobq_orch *jobq_orch_of(jobq_job *j); /* allocates */
 /* j's state changed from → to (flow counters) */
 void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now);

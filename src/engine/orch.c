@@ -66,6 +66,7 @@ void jobq_orch_init(jobq_engine *e)
     e->flows = g_hash_table_new(g_str_hash, g_str_equal);
     g_queue_init(&e->flow_order);
     e->settle = g_ptr_array_new();
+    e->dead_flows = g_ptr_array_new();
 }
 
 void jobq_orch_fini(jobq_engine *e)
@@ -74,10 +75,19 @@ void jobq_orch_fini(jobq_engine *e)
 
     while ((f = g_queue_pop_head(&e->flow_order)))
         flow_free(f);
+    jobq_orch_take(e);
+    g_ptr_array_free(e->dead_flows, TRUE);
     g_hash_table_destroy(e->flows);
     g_hash_table_destroy(e->uniq);
     g_hash_table_destroy(e->cache);
     g_ptr_array_free(e->settle, TRUE);
+}
+
+void jobq_orch_take(jobq_engine *e)
+{
+    for (guint i = 0; i < e->dead_flows->len; i++)
+        flow_free(g_ptr_array_index(e->dead_flows, i));
+    g_ptr_array_set_size(e->dead_flows, 0);
 }
 
 void jobq_orch_free(jobq_orch *o)
@@ -219,6 +229,18 @@ static void flow_update(jobq_engine *e, jobq_flow *f, int64_t now)
     f->finished_at = now;
     flow_save(e, f);
     flow_event(e, f, now);
+}
+
+/* An ended flow whose jobs have all been removed (retention, DELETE) is forgotten: a flow
+ * lives as long as any of its jobs. Freed at the next take_changes, so a caller holding it
+ * in this turn still may read it. */
+static void flow_forget(jobq_engine *e, jobq_flow *f)
+{
+    g_hash_table_remove(e->flows, f->id);
+    g_queue_delete_link(&e->flow_order, f->order);
+    f->order = NULL;
+    jobq_engine_doc_delete(e, "flow", f->id);
+    g_ptr_array_add(e->dead_flows, f);
 }
 
 void jobq_orch_state(jobq_engine *e, jobq_job *j, int from, int to, int64_t now)
@@ -452,11 +474,14 @@ void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now)
     if (o->flow) {
         jobq_flow *f = o->flow;
         f->jobs[o->flow_idx] = NULL;
+        f->present--;
         f->counts[j->state]--;
         if (!jobq_state_final(j->state))
             f->counts[JOBQ_CANCELLED]++; /* a live job removed: as if cancelled */
         o->flow = NULL;
         flow_update(e, f, now);
+        if (!f->present && jobq_flow_final(f))
+            flow_forget(e, f);
     }
     if (o->children && !jobq_state_final(j->state)) {
         j->flags |= JF_DELETED; /* its children are told it was removed */
@@ -686,6 +711,7 @@ void jobq_orch_loaded(jobq_engine *e, jobq_job *j)
             o->flow = NULL; /* not a member after all: keep it out of the counts */
         } else {
             f->jobs[i] = j;
+            f->present++;
             o->flow_idx = (uint32_t)i;
             f->counts[j->state]++;
         }
@@ -736,8 +762,9 @@ void jobq_orch_load_done(jobq_engine *e, int64_t now)
             release(e, j, now);
     }
     g_ptr_array_free(rel, TRUE);
-    for (GList *l = e->flow_order.head; l; l = l->next) {
+    for (GList *l = e->flow_order.head, *next; l; l = next) {
         jobq_flow *f = l->data;
+        next = l->next;
         for (size_t i = 0; i < f->n; i++)
             if (!f->jobs[i] && !jobq_flow_final(f))
                 f->counts[JOBQ_CANCELLED]++; /* removed while the flow ran */
@@ -745,6 +772,8 @@ void jobq_orch_load_done(jobq_engine *e, int64_t now)
             f->state = f->counts[JOBQ_REVIEW] ? JOBQ_FLOW_REVIEW : JOBQ_FLOW_RUNNING;
         else if (!jobq_flow_final(f))
             flow_update(e, f, now);
+        if (!f->present && jobq_flow_final(f)) /* its last jobs went with the old process */
+            flow_forget(e, f);
     }
 }
 
@@ -759,6 +788,7 @@ static jobq_flow *flow_alloc(jobq_engine *e, const char *id, size_t n)
     f->jobs = g_new0(jobq_job *, n ? n : 1);
     g_hash_table_insert(e->flows, f->id, f);
     g_queue_push_tail(&e->flow_order, f);
+    f->order = e->flow_order.tail;
     return f;
 }
 
@@ -1009,6 +1039,7 @@ int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t no
         f->refs[i] = g_strdup(it->spec.ref);
         f->ids[i] = g_strdup(JOB_ID(j));
         f->jobs[i] = j;
+        f->present++;
         j->x->orch->flow_idx = (uint32_t)i;
         f->counts[j->state]++;
         jobq_queue_touch(e, q, now);

@@ -516,3 +516,16 @@ def test_review_and_flow_events_reach_a_webhook(srv):
         assert ev["flow"] == bad["id"] and ev["failed"] == 1
     finally:
         rec.stop()
+
+
+def test_cli_add_orchestration_options(srv):
+    s = srv
+    q = s.qname()
+    p = cli(s, "add", q, '{"p": 1}', "--unique-key", "u1", "--cache", "a/b:c/60000")
+    assert cli(s, "add", q, '{"p": 2}', "--unique-key", "u1")["deduplicated"] is True
+    c = cli(s, "add", q, "{}", "--depends-on", p["id"], "--review")
+    assert c["state"] == "blocked" and c["depends_on"] == [p["id"]] and c["review"] is True
+    j = s.fetch_until(q)
+    s.complete(j, {"r": 1})
+    hit = cli(s, "add", q, "{}", "--cache", "a/b:c")
+    assert hit["cached"] is True and hit["result"] == {"r": 1}

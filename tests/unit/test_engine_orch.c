@@ -640,3 +640,35 @@ Test(orch, retention_keeps_a_parent_its_children_still_need)
     cr_assert_null(jobq_engine_job(e, jobq_job_id(c)));
     jobq_engine_free(e);
 }
+
+Test(orch, an_ended_flow_is_forgotten_with_its_last_job)
+{
+    simstore *st = sim_new();
+    jobq_engine *e = eng_new(NULL, 18), *e2;
+    jobq_queue *q H_UNUSED = mkq(e, "q", T0, keep_none);
+    jobq_flow *f = flow_ok(e,
+                           "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\"},"
+                           "{\"ref\":\"b\",\"queue\":\"q\",\"depends_on\":[\"a\"]}]}",
+                           T0),
+              *g;
+    char fid[64], gid[64];
+
+    snprintf(fid, sizeof fid, "%s", jobq_flow_id(f));
+    g = flow_ok(e, "{\"jobs\":[{\"ref\":\"x\",\"queue\":\"other\"}]}", T0);
+    snprintf(gid, sizeof gid, "%s", jobq_flow_id(g));
+    commit_to(e, st, T0);
+    complete_ok(e, fetch1(e, "q", T0), T0 + 1);
+    cr_assert_not_null(jobq_engine_flow(e, fid), "a is kept for b: the flow is alive");
+    commit_to(e, st, T0 + 1);
+    complete_ok(e, fetch1(e, "q", T0 + 2), T0 + 2); /* keep_completed 0 trims a and b */
+    cr_assert_null(jobq_engine_flow(e, fid), "ended, and none of its jobs is left");
+    cr_assert_not_null(jobq_engine_flow(e, gid));
+    commit_to(e, st, T0 + 3);
+    jobq_engine_free(e);
+    e2 = eng_new(NULL, 19);
+    sim_load(st, e2, T0 + 10);
+    cr_assert_null(jobq_engine_flow(e2, fid), "its document went with it");
+    cr_assert_not_null(jobq_engine_flow(e2, gid));
+    jobq_engine_free(e2);
+    sim_free(st);
+}
