@@ -119,6 +119,10 @@ int jobq_client_enqueue(jobq_client *c, const char *queue, json_t *job, json_t *
  * the array of leased jobs (new reference; may be empty). */
 int jobq_client_fetch(jobq_client *c, const char *const *queues, size_t nqueues, int count,
                       long wait_ms, const char *worker, json_t **jobs);
+/* As jobq_client_fetch, declaring the worker's `capacity` (borrowed JSON object of name →
+ * number, may be NULL): only jobs whose `requires` fit in what it has free are handed out. */
+int jobq_client_fetch_fit(jobq_client *c, const char *const *queues, size_t nqueues, int count,
+                          long wait_ms, const char *worker, json_t *capacity, json_t **jobs);
 
 /* POST /v1/jobs/{id}/heartbeat. `extend_ms` > 0 asks for that lease length, else the job's
  * own; `checkpoint` (borrowed, may be NULL) is stored with it. *cancel_requested (if

@@ -39,6 +39,7 @@ struct jobq_fetch {
     const char *const *queues; /* borrowed */
     size_t nqueues;
     const char *worker_id; /* borrowed */
+    json_t *capacity;      /* borrowed, may be NULL: sent with every fetch */
 };
 
 static void wake(jobq_fetch *f)
@@ -89,8 +90,8 @@ static void *fetch_main(void *arg)
         n = f->free_slots;
         pthread_mutex_unlock(&f->mu);
 
-        rc = jobq_client_fetch(f->client, f->queues, f->nqueues, n, FETCH_WAIT_MS, f->worker_id,
-                               &jobs);
+        rc = jobq_client_fetch_fit(f->client, f->queues, f->nqueues, n, FETCH_WAIT_MS,
+                                   f->worker_id, f->capacity, &jobs);
         status = jobq_client_status(f->client);
         if (rc < 0 && rc != JOBQ_CLIENT_EABORTED)
             fprintf(stderr, "jobq: %s: %s (fetch; %s)\n", jobq_client_error_code(f->client),
@@ -127,7 +128,8 @@ static void *fetch_main(void *arg)
 }
 
 jobq_fetch *jobq_fetch_start(const char *url, const char *token, const char *const *queues,
-                             size_t nqueues, const char *worker_id, int slots)
+                             size_t nqueues, const char *worker_id, int slots,
+                             json_t *capacity)
 {
     pthread_condattr_t ca;
     sigset_t block, old;
@@ -140,6 +142,7 @@ jobq_fetch *jobq_fetch_start(const char *url, const char *token, const char *con
     f->queues = queues;
     f->nqueues = nqueues;
     f->worker_id = worker_id;
+    f->capacity = capacity;
     f->free_slots = slots;
     f->client = jobq_client_new(url);
     if (!f->client || (token && jobq_client_set_token(f->client, token) < 0))

@@ -25,7 +25,8 @@ typedef struct jobq_fetch jobq_fetch;
  * the fetcher. Returns a new fetcher, or NULL when out of memory or threads.
  */
 jobq_fetch *jobq_fetch_start(const char *url, const char *token, const char *const *queues,
-                             size_t nqueues, const char *worker_id, int slots);
+                             size_t nqueues, const char *worker_id, int slots,
+                             json_t *capacity);
 
 /* The wake pipe's read end: readable after jobs arrived or the thread ended. */
 int jobq_fetch_fd(const jobq_fetch *f);

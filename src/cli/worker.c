@@ -774,17 +774,19 @@ static int setup_signals(struct worker *w)
 
 int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv)
 {
-    enum { O_QUEUE = 256, O_CONC, O_LEASE, O_EXEC };
+    enum { O_QUEUE = 256, O_CONC, O_LEASE, O_EXEC, O_CAP };
     static const struct option opts[] = {{"queue", required_argument, NULL, O_QUEUE},
                                          {"concurrency", required_argument, NULL, O_CONC},
                                          {"lease-ms", required_argument, NULL, O_LEASE},
                                          {"exec", required_argument, NULL, O_EXEC},
+                                         {"capacity", required_argument, NULL, O_CAP},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct worker w = {0};
     const char **queues;
     size_t nqueues = 0;
     int64_t concurrency = 1, lease = 0;
+    json_t *capacity = NULL;
     char host[256];
     int ch, rc = JOBQ_CLI_EXIT_USAGE;
 
@@ -814,6 +816,14 @@ int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv)
             break;
         case O_EXEC:
             w.command = optarg;
+            break;
+        case O_CAP:
+            json_decref(capacity);
+            capacity = json_loads(optarg, 0, NULL);
+            if (!json_is_object(capacity)) {
+                jobq_cli_usage("worker", "--capacity needs a JSON object, e.g. '{\"gpu\": 1}'");
+                goto out_queues;
+            }
             break;
         case 'h':
             rc = jobq_cli_help("worker");
@@ -846,7 +856,8 @@ int jobq_cli_worker(const struct jobq_cli *cli, int argc, char **argv)
         goto out_queues;
     }
     w.fetch =
-        jobq_fetch_start(cli->url, cli->token, queues, nqueues, w.worker_id, (int)concurrency);
+        jobq_fetch_start(cli->url, cli->token, queues, nqueues, w.worker_id, (int)concurrency,
+                         capacity);
     if (!w.fetch) {
         fprintf(stderr, "jobq: out_of_memory: could not start the fetch thread\n");
         goto out_signals;
@@ -870,6 +881,7 @@ out_signals:
     close(sig_w);
     sig_w = -1;
 out_queues:
+    json_decref(capacity);
     free(queues);
     return rc;
 }

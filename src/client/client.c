@@ -534,6 +534,12 @@ int jobq_client_enqueue(jobq_client *c, const char *queue, json_t *job, json_t *
 int jobq_client_fetch(jobq_client *c, const char *const *queues, size_t nqueues, int count,
                       long wait_ms, const char *worker, json_t **jobs)
 {
+    return jobq_client_fetch_fit(c, queues, nqueues, count, wait_ms, worker, NULL, jobs);
+}
+
+int jobq_client_fetch_fit(jobq_client *c, const char *const *queues, size_t nqueues, int count,
+                          long wait_ms, const char *worker, json_t *capacity, json_t **jobs)
+{
     json_t *body, *names, *answer = NULL, *list;
     long saved = c->timeout_ms;
     int rc = JOBQ_CLIENT_ENOMEM;
@@ -561,6 +567,10 @@ int jobq_client_fetch(jobq_client *c, const char *const *queues, size_t nqueues,
         goto out_body;
     if (worker && (rc = put_string(c, body, "worker", worker)) < 0)
         goto out_body;
+    if (capacity && json_object_set(body, "capacity", capacity) < 0) {
+        rc = JOBQ_CLIENT_ENOMEM;
+        goto out_body;
+    }
     /* The server parks up to wait_ms before it answers; that is not a slow answer. */
     if (saved > 0)
         c->timeout_ms = saved + (wait_ms > 0 ? wait_ms : 0);

@@ -509,7 +509,7 @@ static jobq_list *list_of(jobq_queue *q, int list)
 void jobq_unready(jobq_engine *e, jobq_job *j)
 {
     if (j->ready) {
-        if (j->x && j->x->gready)
+        if (j->x && j->x->slot)
             jobq_group_unready(e, j);
         g_sequence_remove(j->ready);
         j->ready = NULL;

@@ -118,7 +118,7 @@ typedef struct jobq_job_extra {
     jobq_resources *req;        /* parsed `requires`, or NULL */
     struct jobq_group *grp;     /* its group while ready or active in a grouped queue */
     struct jobq_gslot *slot;    /* the (group, priority) slot holding it while ready */
-    GSequenceIter *gready;      /* its place in slot->jobs */
+    struct jobq_job *gprev, *gnext; /* its neighbours in slot's FIFO (by seq) */
     uint32_t skips;             /* fetches that passed over it for lack of capacity */
     uint8_t gcounted;           /* counted in grp->active */
     uint8_t charged;            /* its req counted in its worker's used resources */
@@ -178,7 +178,7 @@ typedef struct jobq_gslot {
     struct jobq_group *g;
     int priority;
     int64_t key;
-    GSequence *jobs;       /* ready jobs, by seq */
+    struct jobq_job *first, *last; /* ready jobs, by seq: an intrusive list (gprev/gnext) */
     GSequenceIter *it;     /* in q->slots, or NULL while the group is saturated */
     struct jobq_gslot *next; /* in g->slots */
 } jobq_gslot;
@@ -288,8 +288,12 @@ struct jobq_engine {
     uint64_t event_seq_reserved; /* seqs below this are covered by the stored mark */
     int event_mark_due;          /* the mark must go into the next batch */
     int ev_retry;                /* the attempt being re-queued failed: job.retrying */
+    int ev_release;              /* the job being re-queued was given back: job.released */
     size_t events_untaken;       /* events emitted since the last take_changes */
     GString *ev_buf, *ev_fields; /* scratch: the event being rendered, its extra fields */
+    int64_t ev_at;               /* the last event's time, and its decimal text */
+    char ev_at_text[24];
+    size_t ev_at_len;
     struct jobq_estats *stats; /* stats.c: daily aggregates and housekeeping times */
 };
 

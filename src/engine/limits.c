@@ -352,17 +352,9 @@ static gint slot_cmp(gconstpointer a, gconstpointer b, gpointer ud)
     return x->key < y->key ? -1 : x->key > y->key;
 }
 
-static gint seq_cmp(gconstpointer a, gconstpointer b, gpointer ud)
-{
-    const jobq_job *x = a, *y = b;
-
-    (void)ud;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
 static jobq_job *slot_first(const jobq_gslot *s)
 {
-    return g_sequence_get(g_sequence_get_begin_iter(s->jobs));
+    return s->first;
 }
 
 /* Puts s into q->slots: at the back of its priority (round-robin) or by its first job. */
@@ -410,7 +402,6 @@ static int group_refresh(jobq_engine *e, jobq_queue *q, jobq_group *g)
 
 static void slot_free(jobq_gslot *s)
 {
-    g_sequence_free(s->jobs);
     g_free(s);
 }
 
@@ -469,16 +460,31 @@ void jobq_group_ready(jobq_engine *e, jobq_job *j)
         s = g_new0(jobq_gslot, 1);
         s->g = g;
         s->priority = j->priority;
-        s->jobs = g_sequence_new(NULL);
         s->next = g->slots;
         g->slots = s;
     }
     x->slot = s;
-    x->gready = g_sequence_insert_sorted(s->jobs, j, seq_cmp, NULL);
+    {
+        /* by seq; a new job goes last, a retried one walks back to its place (a list, not a
+         * tree: no allocation per job, and the first job is one load away) */
+        jobq_job *after = s->last;
+        while (after && after->seq > j->seq)
+            after = after->x->gprev;
+        x->gprev = after;
+        x->gnext = after ? after->x->gnext : s->first;
+        if (x->gnext)
+            x->gnext->x->gprev = j;
+        else
+            s->last = j;
+        if (after)
+            after->x->gnext = j;
+        else
+            s->first = j;
+    }
     if (!s->it) {
-        if (!g->saturated && g_sequence_get_length(s->jobs) == 1)
+        if (!g->saturated && s->first == j && s->last == j)
             slot_enqueue(q, s);
-    } else if (!q->rr && g_sequence_iter_is_begin(x->gready)) {
+    } else if (!q->rr && s->first == j) {
         s->key = j->seq; /* fifo: a new first job moves the slot up */
         g_sequence_sort_changed(s->it, slot_cmp, NULL);
     }
@@ -490,13 +496,20 @@ void jobq_group_unready(jobq_engine *e, jobq_job *j)
     jobq_job_extra *x = j->x;
     jobq_gslot *s = x->slot;
     jobq_group *g = s->g;
-    int was_first = g_sequence_iter_is_begin(x->gready);
+    int was_first = s->first == j;
 
     (void)e;
-    g_sequence_remove(x->gready);
-    x->gready = NULL;
+    if (x->gprev)
+        x->gprev->x->gnext = x->gnext;
+    else
+        s->first = x->gnext;
+    if (x->gnext)
+        x->gnext->x->gprev = x->gprev;
+    else
+        s->last = x->gprev;
+    x->gprev = x->gnext = NULL;
     x->slot = NULL;
-    if (g_sequence_get_length(s->jobs) == 0) {
+    if (!s->first) {
         jobq_gslot **pp = &g->slots;
         if (s->it)
             g_sequence_remove(s->it);
@@ -535,7 +548,7 @@ void jobq_fair_update(jobq_engine *e, jobq_queue *q)
             jobq_job *j = g_sequence_get(it);
             j->x->grp = NULL;
             j->x->slot = NULL;
-            j->x->gready = NULL;
+            j->x->gprev = j->x->gnext = NULL;
         }
         for (jobq_link *l = q->active.head.next; l != &q->active.head; l = l->next) {
             jobq_job *j = JOB_OF_QLINK(l);

@@ -322,3 +322,29 @@ def test_cli_config_get_and_set(server):
     got = server.queue(q)
     assert got["fairness"] == "round_robin"
     assert got["circuit_breaker"] == {"failures": 5, "cooldown_ms": 30000}
+
+
+def test_cli_worker_capacity_runs_only_what_fits(server, tmp_path):
+    """A worker with 3 slots but one gpu runs the gpu jobs one at a time."""
+    q = server.qname()
+    ids = [server.enqueue(q, requires={"gpu": 1})["id"] for _ in range(3)]
+    script = tmp_path / "job.sh"
+    script.write_text('date +%s%N > "$T_DIR/start.$JOBQ_JOB_ID"\nsleep 0.3\n'
+                      'date +%s%N > "$T_DIR/end.$JOBQ_JOB_ID"\n')
+    log = open(tmp_path / "worker.log", "wb")
+    proc = subprocess.Popen([JOBQ, "--url", f"http://127.0.0.1:{server.port}", "worker",
+                             "--queue", q, "--concurrency", "3", "--capacity", '{"gpu": 1}',
+                             "--exec", f"sh {script}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                            env=dict(os.environ, T_DIR=str(tmp_path)))
+    try:
+        wait_until(lambda: all(server.state(i) == "completed" for i in ids), timeout=20,
+                   what="all three jobs completed")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+    spans = sorted((int((tmp_path / f"start.{i}").read_text()),
+                    int((tmp_path / f"end.{i}").read_text())) for i in ids)
+    for (s0, e0), (s1, _) in zip(spans, spans[1:]):
+        assert s1 >= e0, "two gpu jobs ran at once on a one-gpu worker"
