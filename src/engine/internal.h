@@ -88,7 +88,7 @@ struct jobq_flow {
     GList *order;      /* its link in e->flow_order */
     char **skipped;    /* pipeline stages left out */
     size_t nskipped;
-    int64_t counts[JOBQ_NSTATES]; /* member jobs per state; a removed live job counts cancelled */
+    int64_t counts[JOBQ_NSTATES]; /* member jobs per state; removed: as ended (live: cancelled) */
 };
 
 enum { JOBQ_FLOW_RUNNING, JOBQ_FLOW_REVIEW, JOBQ_FLOW_COMPLETED, JOBQ_FLOW_FAILED,

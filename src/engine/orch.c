@@ -314,15 +314,31 @@ static void set_parent_error(jobq_job *j, const jobq_job *p)
     j->flags |= JF_HIST_ERROR;
 }
 
+/* A parent's child list holds exactly its blocked children: depends_on names a parent at most
+ * once, and a child leaves every list when it stops being blocked (unlink_parents), so
+ * linking needs no search. */
 static void link_child(jobq_job *parent, jobq_job *child)
 {
     jobq_orch *po = jobq_orch_of(parent);
 
     if (!po->children)
         po->children = g_ptr_array_new();
-    else if (g_ptr_array_find(po->children, child, NULL))
-        return;
     g_ptr_array_add(po->children, child);
+}
+
+/* j stops waiting for its parents (ended, or removed, while blocked): out of the lists of
+ * those still live, which would otherwise keep a pointer to it past its removal. */
+static void unlink_parents(jobq_engine *e, jobq_job *j)
+{
+    jobq_orch *o = j->x->orch;
+
+    for (size_t k = 0; o->unmet && k < o->nparents; k++) {
+        jobq_job *p = jobq_engine_job(e, o->parents[k]);
+        jobq_orch *po = p ? orch(p) : NULL;
+        if (po && po->children)
+            g_ptr_array_remove_fast(po->children, j);
+    }
+    o->unmet = 0;
 }
 
 int jobq_orch_setup(jobq_engine *e, jobq_job *j, const jobq_job_spec *s, jobq_job **parents,
@@ -445,6 +461,7 @@ void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now)
         g_hash_table_remove(e->uniq, o->unique_key);
     if (o->holding)
         hold(e, j, -1);
+    unlink_parents(e, j); /* cancelled while blocked */
     if (o->cache_key && !o->cached && j->state == JOBQ_COMPLETED)
         g_hash_table_replace(e->cache, g_strdup(o->cache_key), j);
     if (o->children)
@@ -461,21 +478,17 @@ void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now)
         g_hash_table_remove(e->cache, o->cache_key);
     if (o->holding)
         hold(e, j, -1);
-    if (j->state == JOBQ_BLOCKED) {
-        for (size_t k = 0; k < o->nparents; k++) {
-            jobq_job *p = jobq_engine_job(e, o->parents[k]);
-            jobq_orch *po = p ? orch(p) : NULL;
-            if (po && po->children)
-                g_ptr_array_remove_fast(po->children, j);
-        }
-    }
+    unlink_parents(e, j);
     if (o->flow) {
         jobq_flow *f = o->flow;
         f->jobs[o->flow_idx] = NULL;
         f->present--;
-        f->counts[j->state]--;
-        if (!jobq_state_final(j->state))
-            f->counts[JOBQ_CANCELLED]++; /* a live job removed: as if cancelled */
+        /* an ended job removed (retention trims a failed side of a running flow) still
+         * counts as it ended, so the flow's end says failed; a live one counts cancelled */
+        if (!jobq_state_final(j->state)) {
+            f->counts[j->state]--;
+            f->counts[JOBQ_CANCELLED]++;
+        }
         o->flow = NULL;
         flow_update(e, f, now);
         if (!f->present && jobq_flow_final(f))

@@ -672,3 +672,63 @@ Test(orch, an_ended_flow_is_forgotten_with_its_last_job)
     jobq_engine_free(e2);
     sim_free(st);
 }
+
+/* A child that ends while blocked leaves its live parents' lists: removed afterwards, it is
+ * not met again when they end (ASan sees a freed job otherwise); retried, it waits once. */
+Test(orch, a_cancelled_child_removed_before_its_parent_ends)
+{
+    jobq_engine *e = eng_new(NULL, 20);
+    jobq_job *p = enq(e, "q", "p", 0, T0), *c, *r;
+    jobq_job_spec s = spec_default();
+    const char *dep = "p";
+
+    s.depends_on = &dep;
+    s.ndeps = 1;
+    c = enq_spec(e, "q2", &s, T0);
+    r = enq_spec(e, "q2", &s, T0);
+    commit(e, T0);
+    cr_assert_eq(jobq_job_state(c), JOBQ_BLOCKED);
+    cr_assert_eq(jobq_engine_job_cancel(e, c, T0 + 1), 0);
+    cr_assert_eq(jobq_engine_job_delete(e, c, T0 + 1), 0);
+    cr_assert_eq(jobq_engine_job_cancel(e, r, T0 + 1), 0);
+    cr_assert_eq(jobq_engine_job_retry(e, r, T0 + 1), 0);
+    cr_assert_eq(jobq_job_state(r), JOBQ_BLOCKED);
+    commit(e, T0 + 1);
+    commit(e, T0 + 1); /* the tombstone is freed */
+    cr_assert_eq(fetch1(e, "q", T0 + 2), p);
+    complete_ok(e, p, T0 + 3);
+    cr_assert_eq(jobq_job_state(r), JOBQ_WAITING);
+    commit(e, T0 + 3);
+    cr_assert_eq(fetch1(e, "q2", T0 + 4), r);
+    jobq_engine_free(e);
+}
+
+static void keep_no_cancelled(jobq_queue_opts *o)
+{
+    o->keep_completed.count = 0;
+    o->keep_failed.count = 0;
+}
+
+/* The join of a diamond is cancelled by one side's failure and trimmed at once; the other
+ * side ends later. */
+Test(orch, a_join_cancelled_and_trimmed_while_a_side_runs)
+{
+    jobq_engine *e = eng_new(NULL, 21);
+    jobq_queue *q H_UNUSED = mkq(e, "q", T0, keep_no_cancelled);
+    jobq_flow *f = diamond(e, NULL, T0);
+    jobq_job *b, *c;
+
+    commit(e, T0);
+    complete_ok(e, fetch1(e, "q", T0), T0 + 1);
+    commit(e, T0 + 1);
+    b = member(e, f, "b");
+    c = member(e, f, "c");
+    cr_assert_eq(fetch1(e, "q", T0 + 2), b);
+    cr_assert_eq(fetch1(e, "q", T0 + 2), c);
+    fail_ok(e, b, "error", 0, -1, T0 + 3);
+    commit(e, T0 + 3);
+    commit(e, T0 + 3);
+    complete_ok(e, c, T0 + 4);
+    cr_assert_str_eq(flow_state(e, f), "failed");
+    jobq_engine_free(e);
+}
