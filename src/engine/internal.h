@@ -86,6 +86,8 @@ struct jobq_flow {
     jobq_job **jobs;   /* NULL once a job is removed */
     size_t present;    /* jobs not removed: the flow is forgotten when it has ended and none is */
     GList *order;      /* its link in e->flow_order */
+    GList *porder;     /* its link in its project's list (e->flows_by_project), or NULL */
+    GHashTable *slots; /* while the store loads: job id → slot + 1, else NULL */
     char **skipped;    /* pipeline stages left out */
     size_t nskipped;
     int64_t counts[JOBQ_NSTATES]; /* member jobs per state; removed: as ended (live: cancelled) */
@@ -274,6 +276,7 @@ struct jobq_engine {
     GHashTable *cache;  /* "queue\ncache key" → latest job that ran and completed with it */
     GHashTable *flows;  /* id → jobq_flow* */
     GQueue flow_order;  /* flows in creation order */
+    GHashTable *flows_by_project; /* project → GQueue* of its flows in creation order */
     GPtrArray *dead_flows; /* forgotten flows, freed at the next take_changes */
     GPtrArray *settle;  /* jobs that became final whose dependants are still to be told */
     int settling;

@@ -53,6 +53,8 @@ static void flow_free(jobq_flow *f)
     g_free(f->refs);
     g_free(f->ids);
     g_free(f->jobs);
+    if (f->slots)
+        g_hash_table_destroy(f->slots);
     g_free(f->name);
     g_free(f->project);
     g_free(f);
@@ -64,6 +66,8 @@ void jobq_orch_init(jobq_engine *e)
     e->cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     e->flows = g_hash_table_new(g_str_hash, g_str_equal);
     g_queue_init(&e->flow_order);
+    e->flows_by_project =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_queue_free);
     e->settle = g_ptr_array_new();
     e->dead_flows = g_ptr_array_new();
 }
@@ -77,6 +81,7 @@ void jobq_orch_fini(jobq_engine *e)
     jobq_orch_take(e);
     g_ptr_array_free(e->dead_flows, TRUE);
     g_hash_table_destroy(e->flows);
+    g_hash_table_destroy(e->flows_by_project);
     g_hash_table_destroy(e->uniq);
     g_hash_table_destroy(e->cache);
     g_ptr_array_free(e->settle, TRUE);
@@ -238,6 +243,13 @@ static void flow_forget(jobq_engine *e, jobq_flow *f)
     g_hash_table_remove(e->flows, f->id);
     g_queue_delete_link(&e->flow_order, f->order);
     f->order = NULL;
+    if (f->porder) {
+        GQueue *pq = g_hash_table_lookup(e->flows_by_project, f->project);
+        g_queue_delete_link(pq, f->porder);
+        f->porder = NULL;
+        if (!pq->length)
+            g_hash_table_remove(e->flows_by_project, f->project);
+    }
     jobq_engine_doc_delete(e, "flow", f->id);
     g_ptr_array_add(e->dead_flows, f);
 }
@@ -714,11 +726,9 @@ void jobq_orch_loaded(jobq_engine *e, jobq_job *j)
 
     if (o->flow) {
         jobq_flow *f = o->flow;
-        size_t i;
-        for (i = 0; i < f->n; i++)
-            if (strcmp(f->ids[i], JOB_ID(j)) == 0)
-                break;
-        if (i == f->n) {
+        size_t slot = f->slots ? GPOINTER_TO_SIZE(g_hash_table_lookup(f->slots, JOB_ID(j))) : 0;
+        size_t i = slot - 1;
+        if (!slot || f->jobs[i]) {
             o->flow = NULL; /* not a member after all: keep it out of the counts */
         } else {
             f->jobs[i] = j;
@@ -775,6 +785,10 @@ void jobq_orch_load_done(jobq_engine *e, int64_t now)
     for (GList *l = e->flow_order.head, *next; l; l = next) {
         jobq_flow *f = l->data;
         next = l->next;
+        if (f->slots) {
+            g_hash_table_destroy(f->slots);
+            f->slots = NULL;
+        }
         for (size_t i = 0; i < f->n; i++)
             if (!f->jobs[i] && !jobq_flow_final(f))
                 f->counts[JOBQ_CANCELLED]++; /* removed while the flow ran */
@@ -802,6 +816,23 @@ static jobq_flow *flow_alloc(jobq_engine *e, const char *id, size_t n)
     return f;
 }
 
+/* Lists f under its project (set after flow_alloc), so a listing by project reads only
+ * that project's flows. */
+static void flow_index_project(jobq_engine *e, jobq_flow *f)
+{
+    GQueue *pq;
+
+    if (!f->project)
+        return;
+    pq = g_hash_table_lookup(e->flows_by_project, f->project);
+    if (!pq) {
+        pq = g_queue_new();
+        g_hash_table_insert(e->flows_by_project, g_strdup(f->project), pq);
+    }
+    g_queue_push_tail(pq, f);
+    f->porder = pq->tail;
+}
+
 int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
 {
     json_t *d = json_loads(body, 0, NULL), *jobs, *sk, *v;
@@ -815,12 +846,14 @@ int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
         return JOBQ_ECORRUPT;
     }
     f = flow_alloc(e, id, json_array_size(jobs));
+    f->slots = g_hash_table_new(g_str_hash, g_str_equal);
     json_array_foreach(jobs, i, v)
     {
         const char *r = json_string_value(json_array_get(v, 0));
         const char *jid = json_string_value(json_array_get(v, 1));
         f->refs[i] = g_strdup(r ? r : "");
         f->ids[i] = g_strdup(jid ? jid : "");
+        g_hash_table_insert(f->slots, f->ids[i], GSIZE_TO_POINTER(i + 1));
     }
     sk = json_object_get(d, "skipped");
     f->nskipped = json_array_size(sk);
@@ -830,6 +863,7 @@ int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
         f->name = g_strdup(json_string_value(json_object_get(d, "name")));
     if (json_is_string(json_object_get(d, "project")))
         f->project = g_strdup(json_string_value(json_object_get(d, "project")));
+    flow_index_project(e, f);
     f->opf = json_is_string(json_object_get(d, "on_parent_failure")) &&
                      jobq_opf_parse(json_string_value(json_object_get(d, "on_parent_failure"))) ==
                          JOBQ_OPF_CONTINUE
@@ -1023,6 +1057,7 @@ int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t no
     }
     f->name = fs->name ? g_strdup(fs->name) : NULL;
     f->project = fs->project ? g_strdup(fs->project) : NULL;
+    flow_index_project(e, f);
     f->opf = fs->on_parent_failure;
     f->created_at = now;
     f->nskipped = fs->nskipped;
@@ -1091,14 +1126,13 @@ int jobq_engine_flow_cancel(jobq_engine *e, jobq_flow *f, int64_t now)
 size_t jobq_engine_flow_list(const jobq_engine *e, const char *project, size_t limit,
                              jobq_flow **out)
 {
+    const GQueue *fq = &e->flow_order;
     size_t n = 0;
 
-    for (GList *l = e->flow_order.tail; l && n < limit; l = l->prev) {
-        jobq_flow *f = l->data;
-        if (project && (!f->project || strcmp(f->project, project)))
-            continue;
-        out[n++] = f;
-    }
+    if (project && !(fq = g_hash_table_lookup(e->flows_by_project, project)))
+        return 0;
+    for (GList *l = fq->tail; l && n < limit; l = l->prev)
+        out[n++] = l->data;
     return n;
 }
 

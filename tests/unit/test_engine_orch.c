@@ -21,6 +21,7 @@ static int mkflow(jobq_engine *e, const char *json, int64_t now, jobq_flow **f,
     jobs = json_object_get(body, "jobs");
     fs.n = json_array_size(jobs);
     fs.items = calloc(fs.n, sizeof *fs.items);
+    fs.project = json_string_value(json_object_get(body, "project"));
     if (json_object_get(body, "on_parent_failure"))
         fs.on_parent_failure =
             jobq_opf_parse(json_string_value(json_object_get(body, "on_parent_failure")));
@@ -731,4 +732,48 @@ Test(orch, a_join_cancelled_and_trimmed_while_a_side_runs)
     complete_ok(e, c, T0 + 4);
     cr_assert_str_eq(flow_state(e, f), "failed");
     jobq_engine_free(e);
+}
+
+/* Flows listed by project, newest first, from the project's own list: kept through a restart
+ * and left when a flow is forgotten. */
+Test(orch, flows_listed_by_project)
+{
+    simstore *st = sim_new();
+    jobq_engine *e = eng_new(NULL, 22), *e2;
+    jobq_queue *q H_UNUSED = mkq(e, "q", T0, keep_none);
+    jobq_flow *out[8];
+    char a[64], b[64], c[64];
+
+    snprintf(a, sizeof a, "%s",
+             jobq_flow_id(flow_ok(
+                 e, "{\"project\":\"p1\",\"jobs\":[{\"ref\":\"x\",\"queue\":\"q\"}]}", T0)));
+    snprintf(b, sizeof b, "%s",
+             jobq_flow_id(flow_ok(
+                 e, "{\"project\":\"p2\",\"jobs\":[{\"ref\":\"x\",\"queue\":\"other\"}]}", T0)));
+    snprintf(c, sizeof c, "%s",
+             jobq_flow_id(flow_ok(
+                 e, "{\"project\":\"p1\",\"jobs\":[{\"ref\":\"x\",\"queue\":\"other\"}]}", T0)));
+    flow_ok(e, "{\"jobs\":[{\"ref\":\"x\",\"queue\":\"other\",\"project\":\"p1\"}]}", T0);
+    cr_assert_eq(jobq_engine_flow_list(e, "p1", 8, out), 2, "a job's project is not the flow's");
+    cr_assert_str_eq(jobq_flow_id(out[0]), c);
+    cr_assert_str_eq(jobq_flow_id(out[1]), a);
+    cr_assert_eq(jobq_engine_flow_list(e, "p1", 1, out), 1);
+    cr_assert_str_eq(jobq_flow_id(out[0]), c);
+    cr_assert_eq(jobq_engine_flow_list(e, "nope", 8, out), 0);
+    cr_assert_eq(jobq_engine_flow_list(e, NULL, 8, out), 4);
+    commit_to(e, st, T0);
+    e2 = eng_new(NULL, 23);
+    sim_load(st, e2, T0 + 1);
+    cr_assert_eq(jobq_engine_flow_list(e2, "p1", 8, out), 2);
+    cr_assert_str_eq(jobq_flow_id(out[0]), c);
+    cr_assert_eq(jobq_engine_flow_list(e2, "p2", 8, out), 1);
+    cr_assert_str_eq(jobq_flow_id(out[0]), b);
+    /* a's only job ends and is trimmed (keep 0): a is forgotten, and out of p1's list */
+    complete_ok(e2, fetch1(e2, "q", T0 + 2), T0 + 2);
+    cr_assert_null(jobq_engine_flow(e2, a));
+    cr_assert_eq(jobq_engine_flow_list(e2, "p1", 8, out), 1);
+    cr_assert_str_eq(jobq_flow_id(out[0]), c);
+    jobq_engine_free(e);
+    jobq_engine_free(e2);
+    sim_free(st);
 }
