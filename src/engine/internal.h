@@ -91,6 +91,9 @@ struct jobq_flow {
     char **skipped;    /* pipeline stages left out */
     size_t nskipped;
     int64_t counts[JOBQ_NSTATES]; /* member jobs per state; removed: as ended (live: cancelled) */
+    /* members removed while the flow ran that had not completed (stored: a restart counts the
+     * other removed members completed) */
+    int64_t gone_failed, gone_cancelled;
 };
 
 enum { JOBQ_FLOW_RUNNING, JOBQ_FLOW_REVIEW, JOBQ_FLOW_COMPLETED, JOBQ_FLOW_FAILED,

@@ -493,6 +493,7 @@ void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now)
     unlink_parents(e, j);
     if (o->flow) {
         jobq_flow *f = o->flow;
+        int note = !jobq_flow_final(f) && j->state != JOBQ_COMPLETED;
         f->jobs[o->flow_idx] = NULL;
         f->present--;
         /* an ended job removed (retention trims a failed side of a running flow) still
@@ -501,8 +502,12 @@ void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now)
             f->counts[j->state]--;
             f->counts[JOBQ_CANCELLED]++;
         }
+        if (note) /* rare (retention keeps failed jobs for days): the flow is stored again */
+            *(j->state == JOBQ_FAILED ? &f->gone_failed : &f->gone_cancelled) += 1;
         o->flow = NULL;
         flow_update(e, f, now);
+        if (note && !jobq_flow_final(f)) /* else flow_update stored it */
+            flow_save(e, f);
         if (!f->present && jobq_flow_final(f))
             flow_forget(e, f);
     }
@@ -789,9 +794,14 @@ void jobq_orch_load_done(jobq_engine *e, int64_t now)
             g_hash_table_destroy(f->slots);
             f->slots = NULL;
         }
-        for (size_t i = 0; i < f->n; i++)
-            if (!f->jobs[i] && !jobq_flow_final(f))
-                f->counts[JOBQ_CANCELLED]++; /* removed while the flow ran */
+        if (!jobq_flow_final(f)) { /* members removed while it ran count as they ended */
+            int64_t gone = (int64_t)(f->n - f->present);
+            f->counts[JOBQ_FAILED] += MIN(f->gone_failed, gone);
+            gone -= MIN(f->gone_failed, gone);
+            f->counts[JOBQ_CANCELLED] += MIN(f->gone_cancelled, gone);
+            gone -= MIN(f->gone_cancelled, gone);
+            f->counts[JOBQ_COMPLETED] += gone;
+        }
         if (flow_live(f))
             f->state = f->counts[JOBQ_REVIEW] ? JOBQ_FLOW_REVIEW : JOBQ_FLOW_RUNNING;
         else if (!jobq_flow_final(f))
@@ -872,6 +882,8 @@ int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
     f->cancelled = json_is_true(json_object_get(d, "cancelled"));
     f->created_at = json_integer_value(json_object_get(d, "created_at"));
     f->finished_at = json_integer_value(json_object_get(d, "finished_at"));
+    f->gone_failed = json_integer_value(json_object_get(d, "removed_failed"));
+    f->gone_cancelled = json_integer_value(json_object_get(d, "removed_cancelled"));
     st = JOBQ_FLOW_RUNNING;
     for (int s = 0; s < 5; s++)
         if (json_is_string(json_object_get(d, "state")) &&
@@ -899,6 +911,10 @@ static void flow_save(jobq_engine *e, const jobq_flow *f)
     jobq_jw_kstr(o, &first, "state", flow_state_names[f->state]);
     jobq_jw_kint(o, &first, "created_at", f->created_at);
     jobq_jw_kint(o, &first, "finished_at", f->finished_at);
+    if (f->gone_failed)
+        jobq_jw_kint(o, &first, "removed_failed", f->gone_failed);
+    if (f->gone_cancelled)
+        jobq_jw_kint(o, &first, "removed_cancelled", f->gone_cancelled);
     jobq_jw_key(o, &first, "jobs");
     g_string_append_c(o, '[');
     for (size_t i = 0; i < f->n; i++) {

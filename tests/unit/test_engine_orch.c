@@ -777,3 +777,52 @@ Test(orch, flows_listed_by_project)
     jobq_engine_free(e2);
     sim_free(st);
 }
+
+/* Members trimmed by retention while their flow runs still count as they ended, through a
+ * restart: a completed one as completed, a failed one as failed. */
+Test(orch, restart_counts_trimmed_members_as_they_ended)
+{
+    simstore *st = sim_new();
+    jobq_engine *e = eng_new(NULL, 24), *e2;
+    jobq_queue *q H_UNUSED = mkq(e, "q", T0, keep_no_cancelled);
+    char ok[64], bad[64];
+    jobq_flow *f;
+
+    f = flow_ok(e,
+                "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\"},"
+                "{\"ref\":\"b\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"
+                "{\"ref\":\"c\",\"queue\":\"slow\",\"depends_on\":[\"b\"]}]}",
+                T0);
+    snprintf(ok, sizeof ok, "%s", jobq_flow_id(f));
+    f = flow_ok(e,
+                "{\"jobs\":[{\"ref\":\"x\",\"queue\":\"q\",\"priority\":-1,\"max_attempts\":1},"
+                "{\"ref\":\"y\",\"queue\":\"slow\"}]}",
+                T0);
+    snprintf(bad, sizeof bad, "%s", jobq_flow_id(f));
+    commit_to(e, st, T0);
+    complete_ok(e, fetch1(e, "q", T0 + 1), T0 + 1); /* a */
+    commit_to(e, st, T0 + 1);
+    complete_ok(e, fetch1(e, "q", T0 + 2), T0 + 2); /* b: a is trimmed, b kept for c */
+    fail_ok(e, fetch1(e, "q", T0 + 2), "error", 0, -1, T0 + 2); /* x: trimmed at once */
+    {
+        json_t *o = flow_json(e, jobq_engine_flow(e, bad));
+        cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "counts"), "failed")),
+                     1, "x counts as failed after its removal");
+        cr_assert_str_eq(json_string_value(json_object_get(
+                             json_object_get(json_object_get(o, "stages"), "x"), "state")),
+                         "removed");
+        json_decref(o);
+    }
+    commit_to(e, st, T0 + 3);
+    jobq_engine_free(e);
+
+    e2 = eng_new(NULL, 25);
+    sim_load(st, e2, T0 + 10);
+    cr_assert_str_eq(flow_state(e2, jobq_engine_flow(e2, ok)), "running");
+    complete_ok(e2, fetch1(e2, "slow", T0 + 11), T0 + 11);
+    complete_ok(e2, fetch1(e2, "slow", T0 + 11), T0 + 11);
+    cr_assert_str_eq(flow_state(e2, jobq_engine_flow(e2, ok)), "completed");
+    cr_assert_str_eq(flow_state(e2, jobq_engine_flow(e2, bad)), "failed");
+    jobq_engine_free(e2);
+    sim_free(st);
+}
