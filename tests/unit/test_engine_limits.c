@@ -613,3 +613,60 @@ Test(limits, breaker_announces_queue_error_and_resumed)
     jobq_engine_free(e);
     g_string_free(log, TRUE);
 }
+
+static void set_gc1_fifo(jobq_queue_opts *o)
+{
+    o->group_concurrency = 1;
+    o->fairness = JOBQ_FAIR_FIFO;
+}
+
+Test(limits, fifo_with_group_limits_keeps_enqueue_order_across_groups)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_job *a[3], *b[3], *out[8];
+
+    mkq(e, "q", T0, set_gc1_fifo);
+    for (int i = 0; i < 3; i++)
+        a[i] = enq_group(e, "q", "a", NULL, T0);
+    for (int i = 0; i < 3; i++)
+        b[i] = enq_group(e, "q", "b", NULL, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    cr_assert(out[0] == a[0] && out[1] == b[0]);
+    complete_ok(e, b[0], T0);
+    complete_ok(e, a[0], T0);
+    cr_assert_eq(fetchq(e, "q", 1, "w", T0, out), 1);
+    cr_assert(out[0] == a[1], "fifo: the older job first, whichever group freed up first");
+    jobq_engine_free(e);
+}
+
+Test(limits, round_robin_per_priority_level)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_job *out[8], *xh, *xl, *yl[2];
+    jobq_job_spec s = spec_prio(10);
+
+    mkq(e, "q", T0, set_rr);
+    xl = enq_group(e, "q", "x", NULL, T0);
+    yl[0] = enq_group(e, "q", "y", NULL, T0);
+    yl[1] = enq_group(e, "q", "y", NULL, T0);
+    s.group = "x";
+    xh = enq_spec(e, "q", &s, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 4);
+    cr_assert(out[0] == xh, "higher priority first");
+    cr_assert(out[1] == xl && out[2] == yl[0] && out[3] == yl[1], "then x, y in turn");
+    jobq_engine_free(e);
+
+    /* a job whose priority is patched moves to its new level */
+    e = eng_new(NULL, 1);
+    mkq(e, "q", T0, set_rr);
+    xl = enq_group(e, "q", "x", NULL, T0);
+    yl[0] = enq_group(e, "q", "y", NULL, T0);
+    commit(e, T0);
+    cr_assert_eq(jobq_engine_job_patch(e, yl[0], 1, 50, 0, 0, T0), 0);
+    cr_assert_eq(jobq_engine_job_position(e, yl[0]), 0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    cr_assert(out[0] == yl[0] && out[1] == xl);
+    jobq_engine_free(e);
+}
