@@ -52,7 +52,7 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS_COMMON) $(OPT) $(CFLAGS_EXTRA) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/jobqd: $(call obj,$(SERVER_SRC))
-	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(SERVER_PKGS)) -lpthread -lm
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(SERVER_PKGS)) -lwslay -lpthread -lm
 
 $(BUILD)/jobq: $(call obj,$(CLI_SRC))
 	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(call pc_libs,$(CLIENT_PKGS)) -lpthread -lm

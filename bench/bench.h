@@ -41,6 +41,7 @@ struct bench {
     int stall_s; /* give up when no answer arrives for this long, s */
     int park_ms; /* w3: how long the fetch is left parked before the enqueue, ms */
     int preload; /* w2, w2-single: 1 = enqueue the backlog first, 0 = it is there */
+    int sse;     /* event-stream subscribers attached during the run (--sse) */
 
     char *data_json; /* the job `data`, e.g. {"p":"xxxx"}; new, freed at exit */
     size_t data_len;
@@ -130,6 +131,14 @@ void bench_buf_fini(struct bench_buf *buf);
 /* bench_run_workload: set up b->workload on b->loop (connections, first requests).
  * Returns 0, or -1 after printing why (unknown workload, out of memory). */
 int bench_run_workload(struct bench *b);
+
+/* bench_sse_start: attach n event-stream subscribers (sse.c); then(b) runs once each has
+ * received the stream's first bytes. 0, or -1 when libuv refuses a socket. Bytes and events
+ * they read are counted in bench_sse_bytes / bench_sse_events. bench_sse_fini frees them
+ * after the loop closed every handle. */
+int bench_sse_start(struct bench *b, int n, void (*then)(struct bench *b));
+void bench_sse_fini(void);
+extern uint64_t bench_sse_bytes, bench_sse_events;
 
 /* bench_workload_fini: free what bench_run_workload allocated; after the loop has stopped
  * and every connection is closed. */

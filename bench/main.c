@@ -3,6 +3,7 @@
  *
  *   jobq-bench --url URL --workload W [--jobs N] [--payload BYTES] [--queue NAME]
  *              [--conns K] [--batch B] [--park-ms MS] [--no-preload] [--stall-s S]
+ *              [--sse N]
  *   jobq-bench --url URL --wait-ready [--t0-ns NS] [--stall-s S]
  *
  * Prints one JSON line on stdout and exits 0; everything else goes to stderr. The first
@@ -26,6 +27,7 @@ static void usage(FILE *f)
           "w1-seq|w1-pipe|w1-bulk|w2|w2-single|w3\n"
           "                  [--jobs N] [--payload BYTES] [--queue NAME] [--conns K]\n"
           "                  [--batch B] [--park-ms MS] [--no-preload] [--stall-s S]\n"
+          "                  [--sse N]\n"
           "       jobq-bench --url http://HOST:PORT --wait-ready [--t0-ns NS] [--stall-s S]\n"
           "Prints {\"workload\",\"jobs\",\"seconds\",\"jobs_per_s\",\"p50_us\",\"p99_us\"}; "
           "see bench/README.md.\n",
@@ -288,6 +290,13 @@ int bench_wait_ready(const struct bench *b, uint64_t t0_ns, int timeout_s)
     return 0;
 }
 
+/* --sse: the subscribers are attached; the workload starts. */
+static void start_after_sse(struct bench *b)
+{
+    if (bench_run_workload(b) < 0)
+        bench_fail(b, "cannot start %s", b->workload);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -297,7 +306,8 @@ int main(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},   {"park-ms", required_argument, NULL, 'k'},
         {"stall-s", required_argument, NULL, 's'}, {"no-preload", no_argument, NULL, 'P'},
         {"wait-ready", no_argument, NULL, 'R'},    {"t0-ns", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"sse", required_argument, NULL, 'E'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct bench b;
     const char *url = NULL;
@@ -346,6 +356,9 @@ int main(int argc, char **argv)
         case 'R':
             wait_ready = 1;
             break;
+        case 'E':
+            b.sse = atoi(optarg);
+            break;
         case 't':
             t0_ns = strtoull(optarg, NULL, 10);
             break;
@@ -371,7 +384,7 @@ int main(int argc, char **argv)
         b.jobs = strcmp(b.workload, "w3") == 0 ? 2000 : 100000;
     }
     if (b.payload < 0 || b.payload > 900000 || b.conns < 0 || b.conns > 10000 || b.batch < 0 ||
-        b.batch > 10000 || b.park_ms < 0 || b.stall_s < 1) {
+        b.batch > 10000 || b.park_ms < 0 || b.stall_s < 1 || b.sse < 0 || b.sse > 1000) {
         fputs("jobq-bench: an option is out of range\n", stderr);
         return 2;
     }
@@ -393,7 +406,7 @@ int main(int argc, char **argv)
     uv_timer_start(&b.watchdog, on_watchdog, 1000, 1000);
     fprintf(stderr, "jobq-bench: %s, %ld jobs, payload %zu B, queue %s\n", b.workload, b.jobs,
             b.data_len, b.queue);
-    if (bench_run_workload(&b) == 0) {
+    if (b.sse ? bench_sse_start(&b, b.sse, start_after_sse) == 0 : bench_run_workload(&b) == 0) {
         uv_run(&loop, UV_RUN_DEFAULT);
         if (!b.failed && !b.finished) {
             bench_fail(&b, "internal: %s ran out of work after %ld of %ld jobs", b.workload,
@@ -405,9 +418,13 @@ int main(int argc, char **argv)
 
         qsort(b.samples, b.nsamples, sizeof(*b.samples), cmp_u64);
         printf("{\"workload\":\"%s\",\"jobs\":%ld,\"seconds\":%.3f,\"jobs_per_s\":%.0f,"
-               "\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+               "\"p50_us\":%.1f,\"p99_us\":%.1f",
                b.workload, b.done_jobs, secs, secs > 0 ? (double)b.done_jobs / secs : 0.0,
                percentile_us(&b, 50), percentile_us(&b, 99));
+        if (b.sse)
+            printf(",\"sse\":%d,\"sse_events\":%llu,\"sse_mb\":%.1f", b.sse,
+                   (unsigned long long)bench_sse_events, (double)bench_sse_bytes / 1e6);
+        printf("}\n");
         fflush(stdout);
         rc = 0;
     }
@@ -424,6 +441,7 @@ int main(int argc, char **argv)
         fputs("jobq-bench: warning: handles left open at exit\n", stderr);
     }
     bench_workload_fini();
+    bench_sse_fini();
     free(b.samples);
     free(b.data_json);
     return rc;

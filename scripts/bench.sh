@@ -3,6 +3,8 @@
 #
 #   scripts/bench.sh BUILD_DIR                 the six workloads (w1-seq … w3)
 #   scripts/bench.sh BUILD_DIR w2 w3 …         only these workloads
+#   scripts/bench.sh BUILD_DIR w2-sse          w2 with $SSE (default 10) event-stream
+#                                              subscribers attached (docs/events.md)
 #   scripts/bench.sh BUILD_DIR extra           RSS per waiting job, restart time and w2 drain
 #                                              rate with a 1M-job backlog vs 10k
 #   scripts/bench.sh BUILD_DIR all             both
@@ -10,14 +12,14 @@
 #                                              9,000 are at their limit (vs plain w2)
 #
 # Environment: JOBS (default 100000), W3_JOBS (default: JOBS capped at 2000),
-# EXTRA_JOBS (default 1000000), PAYLOAD (default 200 bytes).
+# EXTRA_JOBS (default 1000000), PAYLOAD (default 200 bytes), SSE (default 10).
 # Each workload gets its own server on 127.0.0.1:0 with a new data dir (removed after),
 # pinned to CPU 0; the client runs on CPU 1. One JSON line per result on stdout; server logs
 # and progress on stderr. Exits non-zero if any workload or measurement failed.
 set -uo pipefail
 
 usage() {
-    echo "usage: $0 BUILD_DIR [all|extra|w1-seq|w1-pipe|w1-bulk|w2|w2-single|w3|w2-groups ...]" >&2
+    echo "usage: $0 BUILD_DIR [all|extra|w1-seq|w1-pipe|w1-bulk|w2|w2-single|w3|w2-groups|w2-sse ...]" >&2
     exit 2
 }
 [ $# -ge 1 ] || usage
@@ -33,6 +35,7 @@ JOBS=${JOBS:-100000}
 W3_JOBS=${W3_JOBS:-$(( JOBS < 2000 ? JOBS : 2000 ))}
 EXTRA_JOBS=${EXTRA_JOBS:-1000000}
 PAYLOAD=${PAYLOAD:-200}
+SSE=${SSE:-10}
 WORKLOADS=(w1-seq w1-pipe w1-bulk w2 w2-single w3)
 
 SERVER_CPU=(taskset -c 0)
@@ -151,11 +154,15 @@ vmrss_kb() {
 }
 
 run_workload() {
-    local w=$1 n=$JOBS out
+    local w=$1 n=$JOBS out extra=()
     [ "$w" = w3 ] && n=$W3_JOBS
-    echo "bench: $w, $n jobs" >&2
+    if [ "$w" = w2-sse ]; then
+        w=w2
+        extra=(--sse "$SSE")
+    fi
+    echo "bench: $1, $n jobs" >&2
     start_server || { FAILED=1; return; }
-    if out=$(client --workload "$w" --jobs "$n"); then
+    if out=$(client --workload "$w" --jobs "$n" "${extra[@]}"); then
         printf '%s\n' "$out"
     else
         echo "bench: $w failed" >&2
@@ -272,7 +279,7 @@ for arg in "$@"; do
         run_extra
         ;;
     extra) run_extra ;;
-    w1-seq | w1-pipe | w1-bulk | w2 | w2-single | w3) run_workload "$arg" ;;
+    w1-seq | w1-pipe | w1-bulk | w2 | w2-single | w3 | w2-sse) run_workload "$arg" ;;
     w2-groups) run_w2_groups ;;
     *) usage ;;
     esac

@@ -6,7 +6,7 @@ set -eu
 pkgs=(gcc make pkg-config
       libuv1-dev libmicrohttpd-dev libwslay-dev libjansson-dev libsqlite3-dev
       libglib2.0-dev libcurl4-openssl-dev libssl-dev
-      libcriterion-dev python3 python3-pytest util-linux
+      libcriterion-dev python3 python3-pytest python3-websocket util-linux
       tzdata clang libclang-rt-14-dev
       prometheus)  # promtool: tests/api/test_stats.py checks /metrics with it
 

@@ -62,6 +62,10 @@ struct jobq_idem *jobq_app_idem(jobq_app *a);
 struct jobq_webhooks *jobq_app_webhooks(jobq_app *a);
 /* The event bus (events.h): add sinks here, e.g. when the app is created. */
 jobq_bus *jobq_app_bus(jobq_app *a);
+/* The /v1/events subscribers (stream.h), the /v1/worker sockets (wsworker.h), the loop. */
+struct jobq_streams *jobq_app_streams(jobq_app *a);
+struct jobq_wsworkers *jobq_app_wsworkers(jobq_app *a);
+uv_loop_t *jobq_app_loop(jobq_app *a);
 int64_t jobq_app_now(void);
 /* 0 while the store fails to save batches (they are being retried), else 1. */
 int jobq_app_store_ok(const jobq_app *a);
@@ -71,6 +75,12 @@ int jobq_app_writable(jobq_app *a, jobq_req *rq);
  * fails; when nothing is pending, at once. */
 typedef void (*jobq_finish_fn)(jobq_app *a, jobq_req *rq);
 void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish);
+/* The same for a caller that is not a request: fn(a, ud, ok) runs once every change made so
+ * far is durable (ok = 1) or the store failed it (ok = 0); at once when nothing is pending. */
+void jobq_app_when_durable(jobq_app *a, void (*fn)(jobq_app *a, void *ud, int ok), void *ud);
+/* 1 when state changes are accepted now (the store takes writes, the server is not
+ * stopping): jobq_app_writable without an answer. */
+int jobq_app_accepts_changes(const jobq_app *a);
 /* Parks a fetch that found nothing: answered when jobs arrive or at deadline. queues are
  * copied; capacity (may be NULL) is stolen. */
 void jobq_app_park_fetch(jobq_app *a, jobq_req *rq, const char *const *queues, size_t nq,
@@ -115,6 +125,12 @@ void jobq_api_gstring(jobq_req *rq, unsigned status, GString *s);
 /* Parses a non-negative integer query argument; def when absent. -1 (and a 400 sent) when
  * malformed or above max. */
 int64_t jobq_api_query_int(jobq_req *rq, const char *name, int64_t def, int64_t max);
+/* Parses a failure (the "error" object, "retry_in_ms", "queue_backoff" (may be NULL)) into
+ * f; strings are borrowed from the JSON, *details is new (free()). NULL on success, else the
+ * reason, with *field naming the offending field. (worker.c) */
+const char *jobq_api_parse_failure(const json_t *err, const json_t *retry_in,
+                                   const json_t *queue_backoff, jobq_failure *f, char **details,
+                                   const char **field);
 /* Answers `body` (stolen; NULL = no body) once every change so far is durable. (jobs.c) */
 void jobq_api_reply_durable(jobq_app *a, jobq_req *rq, unsigned status, GString *body);
 /* Renders one job answer. */
@@ -180,6 +196,8 @@ void jobq_h_dead_list(jobq_req *rq);
 void jobq_h_dead_stats(jobq_req *rq);
 void jobq_h_dead_retry(jobq_req *rq);
 
+void jobq_h_events(jobq_req *rq);    /* stream.c */
+void jobq_h_worker_ws(jobq_req *rq); /* wsworker.c */
 void jobq_h_flow_create(jobq_req *rq);
 void jobq_h_flow_get(jobq_req *rq);
 void jobq_h_flows_list(jobq_req *rq);

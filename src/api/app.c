@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/stream.h"
+#include "api/wsworker.h"
 #include "api/idem.h"
 #include "api/outbox.h"
 #include "util/jsonw.h"
@@ -35,6 +37,8 @@
 typedef struct waiter {
     jobq_req *rq;
     jobq_finish_fn finish;
+    void (*cb)(jobq_app *a, void *ud, int ok); /* instead of rq: jobq_app_when_durable */
+    void *ud;
 } waiter;
 
 typedef struct fetcher {
@@ -94,6 +98,8 @@ struct jobq_app {
     jobq_pipelines *pipelines; /* pipeline templates (pipelines.c) */
     jobq_settings *settings;
     jobq_bus *bus; /* events: emitted by the engine, published once durable */
+    jobq_streams *streams;     /* /v1/events subscribers */
+    jobq_wsworkers *wsworkers; /* /v1/worker sockets */
 };
 
 int64_t jobq_app_now(void)
@@ -139,6 +145,21 @@ jobq_bus *jobq_app_bus(jobq_app *a)
     return a->bus;
 }
 
+jobq_streams *jobq_app_streams(jobq_app *a)
+{
+    return a->streams;
+}
+
+jobq_wsworkers *jobq_app_wsworkers(jobq_app *a)
+{
+    return a->wsworkers;
+}
+
+uv_loop_t *jobq_app_loop(jobq_app *a)
+{
+    return a->loop;
+}
+
 int jobq_app_port(const jobq_app *a)
 {
     return a->port;
@@ -153,7 +174,9 @@ static void answer_waiters(jobq_app *a, GArray *ws, int ok)
 {
     for (guint i = 0; i < ws->len; i++) {
         waiter *w = &g_array_index(ws, waiter, i);
-        if (ok)
+        if (w->cb)
+            w->cb(a, w->ud, ok);
+        else if (ok)
             w->finish(a, w->rq);
         else
             jobq_req_error(w->rq, 503, "unavailable",
@@ -254,9 +277,26 @@ int jobq_app_writable(jobq_app *a, jobq_req *rq)
     return 1;
 }
 
+void jobq_app_when_durable(jobq_app *a, void (*fn)(jobq_app *a, void *ud, int ok), void *ud)
+{
+    waiter w = {NULL, NULL, fn, ud};
+
+    if (jobq_engine_has_changes(a->e))
+        g_array_append_val(a->wait_next, w);
+    else if (a->inflight)
+        g_array_append_val(a->wait_inflight, w);
+    else
+        fn(a, ud, 1);
+}
+
+int jobq_app_accepts_changes(const jobq_app *a)
+{
+    return !a->stopping && !a->store_failed;
+}
+
 void jobq_app_after_commit(jobq_app *a, jobq_req *rq, jobq_finish_fn finish)
 {
-    waiter w = {rq, finish};
+    waiter w = {rq, finish, NULL, NULL};
 
     if (jobq_engine_has_changes(a->e)) {
         g_array_append_val(a->wait_next, w);
@@ -344,7 +384,7 @@ static void serve_fetchers(jobq_app *a)
     if (!a->any_ready)
         return;
     a->any_ready = 0;
-    if (!a->fetchers.length || a->store_failed)
+    if (a->store_failed)
         return;
     now = jobq_app_now();
     for (l = a->fetchers.head; l; l = next) {
@@ -361,6 +401,7 @@ static void serve_fetchers(jobq_app *a)
             fetch_reply(a, f, jobs, n);
     }
     g_free(jobs);
+    jobq_wsworkers_serve(a->wsworkers); /* then the sockets with credit */
 }
 
 static void engine_event(void *ud, const jobq_event *ev)
@@ -463,7 +504,7 @@ static void engine_final(void *ud, jobq_job *j, int deleted)
             const char *fid = jobq_job_flow_id(j);
             jobq_flow *f = fid && strcmp(fid, w->id) == 0 ? jobq_engine_flow(a->e, fid) : NULL;
             if (f && jobq_flow_final(f)) {
-                waiter wt = {rq, finish_flow_result};
+                waiter wt = {rq, finish_flow_result, NULL, NULL};
                 jobq_req_set_data(rq, g_strdup(w->id), g_free);
                 g_queue_unlink(&a->results, &w->link);
                 g_free(w->id);
@@ -481,7 +522,7 @@ static void engine_final(void *ud, jobq_job *j, int deleted)
         if (deleted) {
             jobq_req_error(rq, 404, "not_found", "job deleted", NULL);
         } else {
-            waiter wt = {rq, finish_result};
+            waiter wt = {rq, finish_result, NULL, NULL};
             g_array_append_val(a->wait_next, wt); /* already parked */
         }
     }
@@ -667,6 +708,7 @@ static void load_done(uv_work_t *w, int status)
         return;
     }
     a->recovering = 0;
+    jobq_streams_start(a->streams, jobq_engine_event_seq(a->e));
     jobq_webhooks_start(a->webhooks, jobq_app_now());
     fprintf(stderr, "jobqd: loaded %zu jobs in %zu queues in %" PRId64 " ms\n",
             jobq_engine_job_total(a->e), jobq_engine_queue_total(a->e),
@@ -743,6 +785,8 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
         sink = jobq_webhooks_sink(a->webhooks);
         jobq_bus_add_sink(a->bus, &sink);
     }
+    a->streams = jobq_streams_new(a, loop, cfg->event_buffer);
+    a->wsworkers = jobq_wsworkers_new(a);
     uv_async_init(loop, &a->async, on_async);
     a->async.data = a;
     uv_check_init(loop, &a->check);
@@ -825,8 +869,10 @@ void jobq_app_stop(jobq_app *a)
     /* today's stats go out with the last batch, so a clean restart keeps all of them */
     if (!a->recovering && !a->abandoned)
         jobq_engine_stats_flush(a->e, jobq_app_now());
-    /* parked fetches and result waits are answered now */
+    /* parked fetches and result waits are answered now, event streams end */
     on_park_timer(&a->park_timer);
+    jobq_streams_stop(a->streams);
+    jobq_wsworkers_stop(a->wsworkers);
     uv_async_send(&a->async); /* make sure the loop turns and on_check runs */
 }
 
@@ -841,6 +887,8 @@ static void close_all(jobq_app *a)
     uv_close((uv_handle_t *)&a->park_timer, NULL);
     uv_close((uv_handle_t *)&a->retry_timer, NULL);
     uv_close((uv_handle_t *)&a->stop_timer, NULL);
+    jobq_streams_free(a->streams);
+    a->streams = NULL;
     jobq_webhooks_close(a->webhooks);
     if (a->store)
         uv_close((uv_handle_t *)&a->async, NULL);
@@ -857,6 +905,7 @@ void jobq_app_free(jobq_app *a)
     jobq_engine_free(a->e);
     jobq_pipelines_free(a->pipelines);
     jobq_bus_free(a->bus);
+    jobq_wsworkers_free(a->wsworkers);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
     jobq_idem_free(a->idem);

@@ -57,6 +57,8 @@ const jobq_route jobq_routes[] = {
     {"POST", "/v1/dead-letter/retry", jobq_h_dead_retry},
 
     {"GET", "/v1/stats", jobq_h_stats},
+    {"GET", "/v1/events", jobq_h_events},
+    {"GET", "/v1/worker", jobq_h_worker_ws},
     {"GET", "/v1/stats/series", jobq_h_stats_series},
     {"GET", "/v1/stats/daily", jobq_h_stats_daily},
     {"GET", "/v1/health", jobq_h_health},

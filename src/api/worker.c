@@ -313,9 +313,9 @@ out:
 /* Parses a failure (the "error" object and "retry_in_ms") into f; strings are borrowed from
  * the JSON, *details is new (free()). NULL on success, else the reason, with *field naming
  * the offending field. */
-static const char *parse_failure(const json_t *err, const json_t *retry_in,
-                                 const json_t *queue_backoff, jobq_failure *f, char **details,
-                                 const char **field)
+const char *jobq_api_parse_failure(const json_t *err, const json_t *retry_in,
+                                   const json_t *queue_backoff, jobq_failure *f, char **details,
+                                   const char **field)
 {
     json_t *v;
     const char *key;
@@ -432,9 +432,9 @@ void jobq_h_fail(jobq_req *rq)
         goto out;
     {
         const char *field,
-            *why = parse_failure(json_object_get(body, "error"),
-                                 json_object_get(body, "retry_in_ms"),
-                                 json_object_get(body, "queue_backoff"), &f, &details, &field);
+            *why = jobq_api_parse_failure(
+                json_object_get(body, "error"), json_object_get(body, "retry_in_ms"),
+                json_object_get(body, "queue_backoff"), &f, &details, &field);
         if (why) {
             jobq_api_bad_field(rq, field, why);
             goto out;
@@ -524,7 +524,7 @@ static void ack_one(jobq_app *a, const char *id, const char *lease, const char *
         jobq_failure f;
         char *details = NULL;
         const char *field;
-        msg = parse_failure(err, retry_in, qb, &f, &details, &field);
+        msg = jobq_api_parse_failure(err, retry_in, qb, &f, &details, &field);
         if (msg) {
             status = 400;
             code = "invalid_argument";

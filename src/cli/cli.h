@@ -113,6 +113,11 @@ int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv); /* sch
 int jobq_cli_webhook(const struct jobq_cli *cli, int argc, char **argv); /* webhooks.c */
 int jobq_cli_config(const struct jobq_cli *cli, int argc, char **argv);
 
+/* Commands that follow the event stream (events.c). */
+int jobq_cli_events(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_wait(const struct jobq_cli *cli, int argc, char **argv);
+int jobq_cli_top(const struct jobq_cli *cli, int argc, char **argv);
+
 /* Orchestration (flows.c). */
 int jobq_cli_flow(const struct jobq_cli *cli, int argc, char **argv);
 int jobq_cli_pipeline(const struct jobq_cli *cli, int argc, char **argv);

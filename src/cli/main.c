@@ -300,6 +300,9 @@ static const char main_usage[] =
     "  webhook add|list|get|rm|deliveries  webhooks (see 'jobq webhook --help')\n"
     "  config get|set [OPTIONS]        server settings: max_active_jobs, tiers\n"
     "  worker --queue Q --exec CMD     run jobs with a shell command\n"
+    "  events [--queue Q --type T ...] follow the event stream\n"
+    "  wait ID                         a progress bar until the job ends\n"
+    "  top                             a live per-queue table\n"
     "\n"
     "Global options:\n"
     "  --url URL       server address (default $JOBQ_URL, else " DEFAULT_URL ")\n"
@@ -403,6 +406,36 @@ static const struct command commands[] = {
      "  --tier NAME=L[/P]     tier NAME: at most L active jobs per group, default priority P\n"
      "                        (-1000..1000 or low|normal|high|urgent)\n"
      "  --drop-tier NAME      drop the runtime setting of tier NAME\n"},
+    {"events", jobq_cli_events,
+     "Usage: jobq events [--queue Q …] [--type T …] [--job ID] [--project P] [--group G]\n"
+     "                   [--since SEQ] [--count N]\n"
+     "\n"
+     "Prints events as they happen, one JSON object per line (docs/events.md). When the\n"
+     "stream drops it reconnects and resumes after the last event printed. Ends on SIGINT\n"
+     "or SIGTERM, or after --count events.\n"
+     "\n"
+     "  --queue Q     events of queue Q (repeatable)\n"
+     "  --type T      events of type T, e.g. job.completed, or job.* (repeatable)\n"
+     "  --job ID      events of one job\n"
+     "  --project P, --group G   events of jobs with this project / group\n"
+     "  --since SEQ   first replay the kept events after SEQ\n"
+     "  --count N     stop after N events\n"},
+    {"wait", jobq_cli_wait,
+     "Usage: jobq wait ID\n"
+     "\n"
+     "Follows job ID until it ends, drawing its progress (percent, stage, ETA) on stderr: a\n"
+     "bar on a terminal, a line per change otherwise. Then prints the job. The ETA is the\n"
+     "job's eta_ms when it reports one, else estimated from how fast its percent moves.\n"
+     "\n"
+     "Exit status: 0 completed; 1 failed, cancelled, or an error.\n"},
+    {"top", jobq_cli_top,
+     "Usage: jobq top [--interval MS] [--iterations N]\n"
+     "\n"
+     "A per-queue table, redrawn every interval: counts from /v1/stats, and enqueued,\n"
+     "completed and failed jobs per second counted from the event stream.\n"
+     "\n"
+     "  --interval MS    redraw period (default 2000)\n"
+     "  --iterations N   stop after N tables (default: until SIGINT)\n"},
     {"flow", jobq_cli_flow,
      "Usage: jobq flow create JSON|-|@FILE\n"
      "       jobq flow get ID\n"

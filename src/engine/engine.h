@@ -318,7 +318,7 @@ void jobq_engine_doc_delete(jobq_engine *e, const char *kind, const char *id);
 
 /* ---- events (docs/events.md)
  * The engine emits the job and queue events itself (job.created, job.started,
- * job.progress, job.retrying, job.stalled, job.completed, job.failed, job.cancelled,
+ * job.progress, job.retrying, job.stalled, job.released, job.completed, job.failed, job.cancelled,
  * queue.paused, queue.resumed, queue.draining, queue.drained, queue.error). Other features
  * announce their own with the two calls below (flow.completed, flow.failed,
  * job.review_requested, health.changed, …): the event gets the next seq, is rendered once
@@ -538,6 +538,9 @@ typedef struct jobq_failure {
 } jobq_failure;
 int jobq_engine_fail(jobq_engine *e, jobq_job *j, const char *lease, const jobq_failure *f,
                      int64_t now, int *repeat);
+/* Gives an active job back unrun (its worker will not run it): waiting again at once, no
+ * attempt spent, the lease refused from now on; a requested cancel ends it cancelled. */
+int jobq_engine_release(jobq_engine *e, jobq_job *j, const char *lease, int64_t now);
 /* Appends log lines to the running attempt (oldest dropped past max_log_lines). */
 int jobq_engine_logs(jobq_engine *e, jobq_job *j, const char *lease, const char *const *lines,
                      size_t n, int64_t now);

@@ -25,16 +25,44 @@
 #define EVENT_SEQ_BLOCK 65536
 #define EVENT_RESULT_MAX 4096 /* a larger result is left out of job.completed */
 
-/* Appends "key":"s" (s is known to need no escaping when plain). */
+/* Appends "key":"s", s escaped as JSON needs. */
 static void put_kstr(GString *o, const char *key, size_t klen, const char *s)
 {
     jobq_jw_put(o, key, klen);
     jobq_jw_str(o, s);
 }
 
+/* Appends "key":"s" for s that needs no escaping: queue names, job ids and event types
+ * (names are checked against [A-Za-z0-9._:-] when made; types are the code's own). */
+static void put_kplain(GString *o, const char *key, size_t klen, const char *s)
+{
+    jobq_jw_put(o, key, klen);
+    jobq_jw_put(o, "\"", 1);
+    jobq_jw_put(o, s, strlen(s));
+    jobq_jw_put(o, "\"", 1);
+}
+
+/* Appends `at` in decimal; the events of one call share it, so its text is kept. */
+static void put_at(jobq_engine *e, GString *o, int64_t at)
+{
+    if (at != e->ev_at || !e->ev_at_len) {
+        char *p = e->ev_at_text + sizeof e->ev_at_text;
+        uint64_t u = at < 0 ? 0 : (uint64_t)at;
+
+        do {
+            *--p = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        e->ev_at_len = (size_t)(e->ev_at_text + sizeof e->ev_at_text - p);
+        memmove(e->ev_at_text, p, e->ev_at_len);
+        e->ev_at = at;
+    }
+    jobq_jw_put(o, e->ev_at_text, e->ev_at_len);
+}
+
 /* Opens the event object: {"seq":…,"type":…,"at":…[,"queue"][,"job"][,"project"][,"group"]. */
 static uint64_t begin(jobq_engine *e, GString *o, const char *type, int64_t at, const char *queue,
-                      const char *job, const char *project, const char *group)
+                      const char *job, const char *project, const char *group, int plain)
 {
     uint64_t seq = e->event_seq++;
 
@@ -46,13 +74,13 @@ static uint64_t begin(jobq_engine *e, GString *o, const char *type, int64_t at, 
     g_string_truncate(o, 0);
     jobq_jw_put(o, "{\"seq\":", 7);
     jobq_jw_int(o, (int64_t)seq);
-    put_kstr(o, ",\"type\":", 8, type);
+    (plain ? put_kplain : put_kstr)(o, ",\"type\":", 8, type);
     jobq_jw_put(o, ",\"at\":", 6);
-    jobq_jw_int(o, at);
+    put_at(e, o, at);
     if (queue)
-        put_kstr(o, ",\"queue\":", 9, queue);
+        (plain ? put_kplain : put_kstr)(o, ",\"queue\":", 9, queue);
     if (job)
-        put_kstr(o, ",\"job\":", 7, job);
+        (plain ? put_kplain : put_kstr)(o, ",\"job\":", 7, job);
     if (project)
         put_kstr(o, ",\"project\":", 11, project);
     if (group)
@@ -90,7 +118,7 @@ void jobq_engine_emit(jobq_engine *e, const char *type, int64_t now, const char 
     if (!jobq_engine_events_on(e))
         return;
     o = e->ev_buf;
-    seq = begin(e, o, type, now, queue, job, project, group);
+    seq = begin(e, o, type, now, queue, job, project, group, 0);
     if (fields && *fields) {
         g_string_append_c(o, ',');
         g_string_append(o, fields);
@@ -111,7 +139,8 @@ void jobq_engine_emit_job(jobq_engine *e, jobq_job *j, const char *type, int64_t
     if (!jobq_engine_events_on(e))
         return;
     o = e->ev_buf;
-    seq = begin(e, o, type, now, j->q->name, JOB_ID(j), project, group);
+    /* a job's queue name and id were checked when made; its event types are literals */
+    seq = begin(e, o, type, now, j->q->name, JOB_ID(j), project, group, 1);
     st = jobq_state_name(j->state);
     jobq_jw_put(o, ",\"state\":\"", 10);
     jobq_jw_put(o, st, strlen(st));
@@ -154,6 +183,8 @@ void jobq_event_state(jobq_engine *e, jobq_job *j, int from, int64_t now)
                 jobq_jw_put(f, ",\"error\":", 9);
                 g_string_append(f, x->error);
             }
+        } else if (from == JOBQ_ACTIVE && e->ev_release) {
+            type = "job.released";
         } else if (from == JOBQ_ACTIVE) {
             type = "job.stalled";
             jobq_jw_put(f, "\"stalls\":", 9);

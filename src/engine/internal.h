@@ -301,8 +301,12 @@ struct jobq_engine {
     uint64_t event_seq_reserved; /* seqs below this are covered by the stored mark */
     int event_mark_due;          /* the mark must go into the next batch */
     int ev_retry;                /* the attempt being re-queued failed: job.retrying */
+    int ev_release;              /* the job being re-queued was given back: job.released */
     size_t events_untaken;       /* events emitted since the last take_changes */
     GString *ev_buf, *ev_fields; /* scratch: the event being rendered, its extra fields */
+    int64_t ev_at;               /* the last event's time, and its decimal text */
+    char ev_at_text[24];
+    size_t ev_at_len;
     struct jobq_estats *stats; /* stats.c: daily aggregates and housekeeping times */
 };
 

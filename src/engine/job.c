@@ -625,6 +625,28 @@ int jobq_engine_fail(jobq_engine *e, jobq_job *j, const char *lease, const jobq_
     return 0;
 }
 
+/* The worker gives the job back unrun: waiting again at once, no attempt spent, the lease
+ * dead (announced as job.released). */
+int jobq_engine_release(jobq_engine *e, jobq_job *j, const char *lease, int64_t now)
+{
+    int rc = check_lease(j, lease);
+
+    if (rc)
+        return rc;
+    j->x->lease = 0;
+    if (j->flags & JF_CANCEL_REQUESTED) {
+        jobq_finalize(e, j, JOBQ_CANCELLED, now);
+        return 0;
+    }
+    if (j->x->worker)
+        jobq_worker_active(e, j->x->worker, -1);
+    e->ev_release = 1;
+    jobq_make_ready(e, j, now);
+    e->ev_release = 0;
+    jobq_queue_touch(e, j->q, now);
+    return 0;
+}
+
 int jobq_engine_logs(jobq_engine *e, jobq_job *j, const char *lease, const char *const *lines,
                      size_t n, int64_t now)
 {

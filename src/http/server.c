@@ -105,6 +105,13 @@ struct jobq_req {
     unsigned discard : 1;      /* body not needed (error answer) or no memory for it */
     unsigned no_mem : 1;       /* body buffer could not grow: answer 503 */
     unsigned counted : 1;      /* included in h->pending */
+    unsigned stream_wait : 1;  /* a stream with nothing to send: suspended, in parked list */
+    unsigned stream_gone : 1;  /* the streaming client left: end the body with an error */
+    unsigned upgraded : 1;     /* answered 101: on_upgrade owns the socket */
+    long (*stream_read)(void *ud, char *buf, size_t max);
+    void (*stream_end)(void *ud); /* also the upgrade's "never happened" */
+    void (*on_upgrade)(void *ud, int fd, const char *extra, size_t extra_len, jobq_upgraded *u);
+    void *stream_ud;
     hdr *hdrs;                 /* extra answer headers, in the order added */
     void *data;                /* jobq_req_set_data */
     void (*data_free)(void *);
@@ -231,7 +238,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         h->kick = 1;
     h->quiet = 0;
     /* MHD completes no suspended connection; jobq_http_free resumes them before stopping */
-    assert(rq->state != RQ_PARKED);
+    assert(rq->state != RQ_PARKED && !rq->stream_wait);
+    hup_close(rq); /* a stream's watch, kept between waits; MHD has not closed the fd yet */
+    if (rq->stream_end && !rq->upgraded) {
+        void (*end)(void *ud) = rq->stream_end;
+
+        rq->stream_end = NULL;
+        end(rq->stream_ud);
+    }
     release_answer(rq);
     free_hdrs(rq);
     if (rq->data_free)
@@ -594,6 +608,138 @@ int jobq_req_parked(const jobq_req *rq)
     return rq->park_asked && !rq->resp && (rq->state == RQ_HANDLER || rq->state == RQ_PARKED);
 }
 
+static void h_quiet(jobq_req *rq)
+{
+    rq->h->quiet = 1; /* MHD's line about the closed stream is expected */
+}
+
+/* ---------------------------------------------------------------- streams ---------- */
+
+static void watch_hup(jobq_req *rq);
+static void on_hup(uv_poll_t *p, int status, int events);
+
+/* MHD's content reader: what the owner has, or a wait until it has more. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    jobq_req *rq = cls;
+    jobq_http *h = rq->h;
+    long n;
+
+    (void)pos;
+    if (rq->stream_gone || !rq->stream_read)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    n = rq->stream_read(rq->stream_ud, buf, max);
+    if (n > 0)
+        return (ssize_t)n;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    /* nothing now: suspend; MHD stops polling the socket, so watch it for a hang-up. The
+     * watch is kept (stopped) between waits: a stream waits and resumes many times a second,
+     * and a handle cannot be initialised again before its close has completed. */
+    MHD_suspend_connection(rq->conn);
+    rq->stream_wait = 1;
+    rq->next = h->parked_head;
+    if (h->parked_head)
+        h->parked_head->prev = rq;
+    h->parked_head = rq;
+    h->parked++;
+    if (!rq->hup_open)
+        watch_hup(rq);
+    else
+        uv_poll_start(&rq->hup, UV_DISCONNECT, on_hup);
+    return 0;
+}
+
+/* Resumes a waiting stream; its hang-up watch is stopped, not closed. */
+static void stream_resume(jobq_req *rq)
+{
+    jobq_http *h = rq->h;
+
+    rq->stream_wait = 0;
+    if (rq->hup_open)
+        uv_poll_stop(&rq->hup);
+    parked_unlink(rq);
+    MHD_resume_connection(rq->conn);
+    h->dirty = 1;
+    uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
+void jobq_req_reply_stream(jobq_req *rq, unsigned status, const char *content_type,
+                           long (*read)(void *ud, char *buf, size_t max),
+                           void (*on_end)(void *ud), void *ud)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, rq, NULL);
+
+    if (r) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    }
+    rq->stream_read = read;
+    rq->stream_end = on_end; /* without r the shared 503 goes out; on_end runs after it */
+    rq->stream_ud = ud;
+    set_answer(rq, status, r, 0);
+}
+
+void jobq_req_stream_wake(jobq_req *rq)
+{
+    if (rq->stream_wait)
+        stream_resume(rq);
+}
+
+/* ---------------------------------------------------------------- upgrades ---------- */
+
+struct jobq_upgraded {
+    jobq_http *h;
+    struct MHD_UpgradeResponseHandle *urh;
+};
+
+static void on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra,
+                        size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    jobq_req *rq = cls;
+    jobq_upgraded *u = malloc(sizeof(*u));
+
+    (void)c;
+    (void)con_cls;
+    rq->upgraded = 1;
+    if (!u) {
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        rq->on_upgrade(rq->stream_ud, -1, NULL, 0, NULL);
+        return;
+    }
+    u->h = rq->h;
+    u->urh = urh;
+    rq->on_upgrade(rq->stream_ud, sock, extra, extra_len, u);
+}
+
+void jobq_req_reply_upgrade(jobq_req *rq, const char *proto,
+                            void (*on_upgrade)(void *ud, int fd, const char *extra,
+                                               size_t extra_len, jobq_upgraded *u),
+                            void (*on_end)(void *ud), void *ud)
+{
+    struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgraded, rq);
+
+    if (r)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, proto);
+    rq->on_upgrade = on_upgrade;
+    rq->stream_end = on_end; /* without r the shared 503 goes out; on_end runs after it */
+    rq->stream_ud = ud;
+    set_answer(rq, MHD_HTTP_SWITCHING_PROTOCOLS, r, 0);
+}
+
+/* MHD cleans the connection up (and completes its request) in its next run: make sure
+ * there is one soon, as after a resume. */
+void jobq_http_upgraded_close(jobq_upgraded *u)
+{
+    jobq_http *h = u->h;
+
+    MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(u);
+    h->dirty = 1;
+    uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
 /* The parked client's socket hung up (or failed): close the watch first, tell the owner,
  * then resume so that MHD sees the dead connection and completes the request. */
 static void on_hup(uv_poll_t *p, int status, int events)
@@ -602,6 +748,12 @@ static void on_hup(uv_poll_t *p, int status, int events)
 
     (void)status;
     (void)events;
+    if (rq->stream_wait) { /* a streaming client left while it had nothing to read */
+        rq->stream_gone = 1;
+        h_quiet(rq);
+        stream_resume(rq);
+        return;
+    }
     if (rq->state != RQ_PARKED)
         return;
     hup_close(rq);
@@ -1130,6 +1282,11 @@ void jobq_http_free(jobq_http *h)
         while (h->parked_head) {
             jobq_req *rq = h->parked_head;
 
+            if (rq->stream_wait) {
+                rq->stream_gone = 1;
+                stream_resume(rq);
+                continue;
+            }
             hup_close(rq);
             rq->state = RQ_GONE;
             if (rq->on_gone)

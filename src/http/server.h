@@ -91,6 +91,32 @@ void jobq_req_reply_empty(jobq_req *rq, unsigned status);
 void jobq_req_error(jobq_req *rq, unsigned status, const char *code, const char *message,
                     const char *details_json);
 
+/* Streaming answer (Server-Sent Events): a body of unknown length, sent chunked, made by
+ * `read` as the client takes it. read(ud, buf, max) copies up to max bytes into buf and
+ * returns how many; 0 when it has nothing now (the connection then waits, polled by nobody,
+ * until jobq_req_stream_wake); -1 to end the body. on_end(ud) runs exactly once, when the
+ * request is over (body ended, client gone, server stopping); the request must not be
+ * touched after it. A stream counts as pending (jobq_http_pending) until then. */
+void jobq_req_reply_stream(jobq_req *rq, unsigned status, const char *content_type,
+                           long (*read)(void *ud, char *buf, size_t max),
+                           void (*on_end)(void *ud), void *ud);
+/* There is something to read (or the body should end): resumes a waiting stream. */
+void jobq_req_stream_wake(jobq_req *rq);
+
+/* Upgrade (WebSocket): answers 101 Switching Protocols with the headers added so far and
+ * "Upgrade: <proto>". Once it is sent, on_upgrade gets the socket and any bytes the client
+ * sent after its request (feed them first); the caller then owns the conversation and ends
+ * it with jobq_http_upgraded_close(u), never close(fd). If the 101 cannot be sent,
+ * on_upgrade is never called and on_end(ud) runs instead (may be NULL). Upgraded sockets
+ * count as pending until closed: close them all when stopping. on_upgrade may get fd -1
+ * and u NULL when the socket could not be kept (out of memory): the conversation is over. */
+typedef struct jobq_upgraded jobq_upgraded;
+void jobq_req_reply_upgrade(jobq_req *rq, const char *proto,
+                            void (*on_upgrade)(void *ud, int fd, const char *extra,
+                                               size_t extra_len, jobq_upgraded *u),
+                            void (*on_end)(void *ud), void *ud);
+void jobq_http_upgraded_close(jobq_upgraded *u);
+
 /* An answer hook, for a layer that keeps answers (Idempotency-Key): the next answer given
  * for rq (jobq_req_reply*, jobq_req_error) goes to fn instead of the client, its body
  * borrowed for the call, and fn answers later with jobq_req_reply* (the hook is gone by
