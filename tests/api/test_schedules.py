@@ -197,6 +197,10 @@ def test_cli_schedule_commands(srv):
     assert run("resume", name)[0] == 0 and sched(srv, name)["paused"] is False
     assert run("update", name, "--every", "60000")[0] == 0
     assert sched(srv, name)["every_ms"] == 60000
+    # update changes only what its options give: --data keeps the template's priority
+    assert run("update", name, "--data", '{"k": 3}', "--job", '{"max_attempts": 5}')[0] == 0
+    assert sched(srv, name)["job"] == {"data": {"k": 3}, "priority": "high", "max_attempts": 5}
+    assert run("update", srv.qname("none"), "--data", "1")[0] == 1
     rc, _, err = run("add", srv.qname("bad"), "--queue", q, "--cron", "0 25 * * *")
     assert rc == 1 and "hour" in err
     assert run("add")[0] == 2
