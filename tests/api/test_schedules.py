@@ -145,7 +145,8 @@ def test_schedules_survive_kill9_and_a_missed_fire_runs_once(server):
     wait_until(lambda: sched(s, fast["id"])["runs"] >= 1, timeout=10, what="a first run")
     before = sched(s, fast["id"])
     s.kill9()
-    time.sleep(4.5)  # down for at least two fires of `fast`
+    # down until two fires of `fast` have passed (the next one and the one after it)
+    time.sleep(max(0.0, (before["next_run_at"] + 2000 + 100 - now_ms()) / 1000))
     s.restart()
     # The schedule may fire again on time soon after the made-up run (a slow restart leaves
     # little room), so the runs are read off its jobs: one made-up run at start, then runs
