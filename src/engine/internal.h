@@ -383,6 +383,7 @@ jobq_job *jobq_fit_pick(jobq_engine *e, jobq_queue *q, jobq_worker *w,
                         const jobq_resources *cap, jobq_job **passed);
 void jobq_breaker_failure(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now);
 void jobq_breaker_success(jobq_engine *e, jobq_queue *q, int64_t now);
+json_t *jobq_breaker_json(const jobq_queue *q); /* the queue object's "breaker" (new) */
 void jobq_queue_backoff(jobq_engine *e, jobq_queue *q, int64_t until);
 int64_t jobq_wake_next(const jobq_engine *e);
 void jobq_wake_fire(jobq_engine *e, int64_t now);

@@ -501,6 +501,7 @@ json_t *jobq_queue_to_json(const jobq_queue *q)
     json_decref(o);
     /* the order in force: an unset fairness follows the queue's group limits */
     json_object_set_new(j, "fairness", json_string(q->rr ? "round_robin" : "fifo"));
+    json_object_set_new(j, "breaker", jobq_breaker_json(q));
     for (int s = 0; s < JOBQ_NSTATES; s++)
         json_object_set_new(counts, jobq_state_name(s), json_integer(q->counts[s]));
     json_object_set_new(j, "counts", counts);
