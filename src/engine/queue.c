@@ -327,6 +327,8 @@ int64_t jobq_engine_queue_clean(jobq_engine *e, jobq_queue *q, int state, int64_
     return n;
 }
 
+#define RETENTION_SKIPS 64
+
 void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age)
 {
     const jobq_keep *kc = &q->o.keep_completed, *kf = &q->o.keep_failed;
@@ -339,14 +341,18 @@ void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age)
         jobq_list *l = sets[i].l;
         const jobq_keep *k = sets[i].k;
         /* a job whose dependants may still need its result (orch.c) is passed over: it goes
-         * to the back, at most once per sweep */
-        int64_t budget = l->n;
-        while (k->count >= 0 && l->n > k->count && budget-- > 0) {
+         * to the back, at most once per sweep, and at most RETENTION_SKIPS of them per sweep:
+         * with thousands of flows waiting in review, a completion must not walk all of their
+         * parents (the next sweeps go on from where this one stopped) */
+        int64_t budget = l->n, skips = 0;
+        while (k->count >= 0 && l->n > k->count && budget-- > 0 && skips < RETENTION_SKIPS) {
             jobq_job *j = JOB_OF_QLINK(jobq_list_first(l));
-            if (jobq_orch_pinned(j))
+            if (jobq_orch_pinned(j)) {
                 jobq_list_move(j, j->list);
-            else
+                skips++;
+            } else {
                 jobq_job_destroy(e, j, now);
+            }
         }
         budget = l->n;
         while (by_age && k->age_ms > 0 && l->n && budget-- > 0) {
