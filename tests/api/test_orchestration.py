@@ -5,6 +5,7 @@ after STT and MT) runs end to end with workers played by the test: each fetches,
 its stage was handed in `parents`, and completes with a result.
 """
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -133,6 +134,21 @@ def test_pipeline_validation_and_crud(srv):
     s.call("DELETE", f"/v1/pipelines/{name}", expect=204)
     assert_error(s.request("GET", f"/v1/pipelines/{name}"), 404, "not_found")
     assert_error(s.request("POST", f"/v1/pipelines/{name}/runs", {}), 404, "not_found")
+
+
+def test_pipelines_are_bounded(server):
+    s = server
+    q = s.qname()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # one commit for many
+        list(pool.map(lambda i: s.call("POST", "/v1/pipelines", {
+            "name": f"p{i}", "stages": [{"name": "a", "queue": q}]}, 201), range(1000)))
+    extra = {"name": "one-more", "stages": [{"name": "a", "queue": q}]}
+    assert_error(s.request("POST", "/v1/pipelines", extra), 409, "conflict", None)
+    # replacing one is no new one; after a delete there is room again
+    s.call("POST", "/v1/pipelines?replace=true", {"name": "p0", "stages": [{"name": "b",
+                                                                             "queue": q}]}, 201)
+    s.call("DELETE", "/v1/pipelines/p1", expect=204)
+    s.call("POST", "/v1/pipelines", extra, 201)
 
 
 def diamond(s, policy):

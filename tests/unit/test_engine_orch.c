@@ -826,3 +826,37 @@ Test(orch, restart_counts_trimmed_members_as_they_ended)
     jobq_engine_free(e2);
     sim_free(st);
 }
+
+/* Many parents kept for their children at the front of the completed list: a sweep passes
+ * over a bounded number of them, and the jobs behind them are still trimmed over the next
+ * completions. */
+Test(orch, retention_goes_past_many_kept_parents)
+{
+    jobq_engine *e = eng_new(NULL, 26);
+    jobq_queue *q H_UNUSED = mkq(e, "q", T0, keep_none);
+    jobq_job_spec s = spec_default();
+    jobq_job *parents[200];
+    char id[32];
+    const char *dep = id;
+
+    s.depends_on = &dep;
+    s.ndeps = 1;
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        parents[i] = enq(e, "q", id, 0, T0);
+        enq_spec(e, "kids", &s, T0); /* waits for p<i>, then stays waiting: p<i> is kept */
+    }
+    commit(e, T0);
+    for (int i = 0; i < 200; i++)
+        complete_ok(e, fetch1(e, "q", T0 + 1), T0 + 1);
+    for (int i = 0; i < 20; i++) {
+        enq(e, "q", NULL, 0, T0 + 2);
+        commit(e, T0 + 2);
+        complete_ok(e, fetch1(e, "q", T0 + 3), T0 + 3);
+    }
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(jobq_engine_job(e, jobq_job_id(parents[i])), parents[i]);
+    cr_assert_leq(jobq_queue_count(q, JOBQ_COMPLETED), 200 + 5, "kept %" PRId64 " jobs",
+                  jobq_queue_count(q, JOBQ_COMPLETED));
+    jobq_engine_free(e);
+}
