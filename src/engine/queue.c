@@ -565,7 +565,17 @@ static int load_queue(void *ud, const jobq_queue_row *row)
     jobq_queue *q = jobq_queue_alloc(e, row->name, row->id, row->created_at);
     json_t *cfg = json_loads(row->config ? row->config : "{}", 0, NULL), *st;
     const char *field, *why;
+    json_t *rl = json_object_get(cfg, "rate_limit");
 
+    /* stored before rate limits were enforced, a max of 0 (then meaningless) or above the
+     * enforced bound loads as no limit or as the bound */
+    if (json_is_object(rl) && json_is_integer(json_object_get(rl, "max"))) {
+        json_int_t max = json_integer_value(json_object_get(rl, "max"));
+        if (max < 1)
+            json_object_set_new(cfg, "rate_limit", json_null());
+        else if (max > 1000000)
+            json_object_set_new(rl, "max", json_integer(1000000));
+    }
     if (!cfg || jobq_queue_opts_parse(cfg, &q->o, skip, &field, &why)) {
         json_decref(cfg);
         jobq_queue_free(q);
