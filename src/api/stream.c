@@ -28,6 +28,7 @@
 
 #define DEFAULT_CAP (8u << 20)
 #define PING_MS 15000
+#define FLUSH_MS 10 /* SSE output is handed to the sockets at most this often */
 #define MAX_LIST 64    /* entries in a queues / types filter */
 #define WS_MAX_MSG 4096 /* subscribers send nothing but closes and pings */
 
@@ -59,7 +60,11 @@ struct jobq_streams {
     GQueue subs;
     GString *frame; /* scratch: the SSE framing of the event being published */
     uv_timer_t ping;
+    uv_timer_t flush; /* wakes the SSE streams that have output: one write per socket per
+                       * FLUSH_MS however many batches were published, off the commit path */
+    int flush_armed;
     int stopping;
+    int closing; /* timers not yet closed */
 };
 
 /* ---------------------------------------------------------------- filters */
@@ -252,6 +257,18 @@ static void overflow(sub *s)
     end_sub(s);
 }
 
+static void on_flush(uv_timer_t *t)
+{
+    jobq_streams *st = t->data;
+
+    st->flush_armed = 0;
+    for (GList *l = st->subs.head; l; l = l->next) {
+        sub *s = l->data;
+        if (s->rq && s->buf->len > s->off)
+            wake(s);
+    }
+}
+
 /* Gives ev to s; `frame` is its SSE framing. */
 static void deliver(sub *s, const jobq_event *ev, const GString *frame)
 {
@@ -270,7 +287,10 @@ static void deliver(sub *s, const jobq_event *ev, const GString *frame)
             s->off = 0;
         }
         jobq_jw_put(s->buf, frame->str, frame->len);
-        wake(s);
+        if (!s->st->flush_armed) {
+            s->st->flush_armed = 1;
+            uv_timer_start(&s->st->flush, on_flush, FLUSH_MS, 0);
+        }
     }
 }
 
@@ -460,6 +480,8 @@ jobq_streams *jobq_streams_new(jobq_app *a, uv_loop_t *loop, size_t cap)
     st->frame = g_string_sized_new(1024);
     g_queue_init(&st->subs);
     jobq_bus_add_sink(st->bus, &sink);
+    uv_timer_init(loop, &st->flush);
+    st->flush.data = st;
     uv_timer_init(loop, &st->ping);
     st->ping.data = st;
     uv_timer_start(&st->ping, on_ping, PING_MS, PING_MS);
@@ -484,16 +506,21 @@ void jobq_streams_stop(jobq_streams *st)
         end_sub(st->subs.head->data);
 }
 
-static void ping_closed(uv_handle_t *h)
+static void timer_closed(uv_handle_t *h)
 {
     jobq_streams *st = h->data;
 
+    if (--st->closing > 0)
+        return;
     g_string_free(st->frame, TRUE);
     g_free(st);
 }
 
 void jobq_streams_free(jobq_streams *st)
 {
-    if (st)
-        uv_close((uv_handle_t *)&st->ping, ping_closed);
+    if (!st)
+        return;
+    st->closing = 2;
+    uv_close((uv_handle_t *)&st->ping, timer_closed);
+    uv_close((uv_handle_t *)&st->flush, timer_closed);
 }
