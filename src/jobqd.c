@@ -16,6 +16,7 @@ static void usage(FILE *f)
             "             [--webhook-backoff-ms MS] [--webhook-progress-ms MS]\n"
             "             [--webhook-outbox-max N]\n"
             "             [--event-ring N] [--event-buffer BYTES] [--idempotency-ttl-ms MS]\n"
+            "             [--idempotency-max-bytes BYTES]\n"
             "             [--config FILE] [--max-active-jobs N] [--tier NAME=LIMIT[/PRIORITY]]...\n"
             "             [--stats-flush-ms MS] [--health-interval-ms MS]\n"
             "  --listen HOST:PORT  address to serve HTTP on (default 127.0.0.1:7117;\n"
@@ -34,6 +35,8 @@ static void usage(FILE *f)
             "                      is dropped (default 8388608)\n"
             "  --idempotency-ttl-ms MS  how long answers to POSTs with an Idempotency-Key are\n"
             "                      kept for replay (default 86400000, 24 h)\n"
+            "  --idempotency-max-bytes BYTES  memory those answers may take; past it the\n"
+            "                      oldest are forgotten early (default 67108864, 64 MiB)\n"
             "  --config FILE       settings file (JSON: max_active_jobs, tiers, queues;\n"
             "                      see docs/limits.md)\n"
             "  --max-active-jobs N most jobs active at once across all queues (0 = no cap)\n"
@@ -100,6 +103,7 @@ int main(int argc, char **argv)
         {"event-ring", required_argument, NULL, 'R'},
         {"event-buffer", required_argument, NULL, 'B'},
         {"idempotency-ttl-ms", required_argument, NULL, 'I'},
+        {"idempotency-max-bytes", required_argument, NULL, 'i'},
         {"config", required_argument, NULL, 'c'},
         {"max-active-jobs", required_argument, NULL, 'm'},
         {"tier", required_argument, NULL, 't'},
@@ -198,6 +202,16 @@ int main(int argc, char **argv)
                 return 1;
             }
             cfg.idempotency_ttl_ms = ms;
+            break;
+        }
+        case 'i': {
+            char *end;
+            long long n = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || n < 4096 || n > (INT64_C(1) << 40)) {
+                fprintf(stderr, "jobqd: --idempotency-max-bytes must be 4096 to 2^40\n");
+                return 1;
+            }
+            cfg.idempotency_max_bytes = (size_t)n;
             break;
         }
         case 'F':

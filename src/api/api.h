@@ -34,6 +34,7 @@ typedef struct jobq_app_config {
     size_t event_ring;   /* events kept for replay (0: 10000) */
     size_t event_buffer; /* bytes a subscriber may fall behind by (0: 8 MiB) */
     int64_t idempotency_ttl_ms; /* how long Idempotency-Key answers are kept (0: 24 h) */
+    size_t idempotency_max_bytes; /* their memory before the oldest go early (0: 64 MiB) */
     int64_t stats_flush_ms;     /* 0: the engine's default */
     int64_t health_interval_ms; /* 0: the engine's default */
 } jobq_app_config;

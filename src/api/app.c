@@ -737,7 +737,7 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
     a->load_started = jobq_app_now();
-    a->idem = jobq_idem_new(a, cfg->idempotency_ttl_ms);
+    a->idem = jobq_idem_new(a, cfg->idempotency_ttl_ms, cfg->idempotency_max_bytes);
     a->pipelines = jobq_pipelines_new();
 
     ecfg.strict_queues = cfg->strict_queues;

@@ -84,8 +84,7 @@ static void bad_ref(jobq_req *rq, const char *ref, const char *why)
     g_string_free(msg, TRUE);
 }
 
-void jobq_api_flow_submit(jobq_req *rq, json_t *body, const char *const *skipped,
-                          size_t nskipped)
+void jobq_api_flow_submit(jobq_req *rq, json_t *body, const char *const *skipped, size_t nskipped)
 {
     jobq_app *a = jobq_req_app(rq);
     jobq_engine *e = jobq_app_engine(a);
@@ -368,8 +367,7 @@ void jobq_h_job_reject(jobq_req *rq)
     json_object_foreach(body, key, v)
     {
         if (!strcmp(key, "reason")) {
-            if (!json_is_string(v) || json_string_length(v) < 1 ||
-                json_string_length(v) > 4096) {
+            if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 4096) {
                 jobq_api_bad_field(rq, key, "must be a string of 1 to 4096 bytes");
                 goto out;
             }

@@ -14,7 +14,12 @@
  * While the first request runs (or its record is being made durable) the same key answers
  * 409; the same key with a different body answers 422 (the key was reused for another
  * request). Records live `ttl_ms` (24 h unless jobqd's --idempotency-ttl-ms says otherwise)
- * and are deleted from memory and store in the order they were made.
+ * and are deleted from memory and store in the order they were made. Clients choose the keys,
+ * so what the records take is bounded too: every entry counts its answer, its strings and
+ * itself in x->bytes, and while that is over `max_bytes` (64 MiB unless
+ * --idempotency-max-bytes says otherwise) the oldest kept answers are deleted early. An
+ * entry still waiting for its answer is never deleted; there are at most as many as
+ * requests in progress.
  *
  * What it never does: touch SQLite, or look inside the requests and answers it keeps.
  */
@@ -38,12 +43,15 @@ typedef struct entry {
     size_t len;
     int64_t at; /* ms since epoch the answer was kept */
     char *method, *path, *key;
-    GList link; /* in x->order once DONE; data = this */
+    size_t cost; /* bytes counted in x->bytes */
+    GList link;  /* in x->order once DONE; data = this */
 } entry;
 
 struct jobq_idem {
     jobq_app *a;
     int64_t ttl_ms;
+    size_t max_bytes;    /* the kept answers' memory before the oldest go early */
+    size_t bytes;        /* what every entry's cost adds up to */
     GHashTable *by_id;   /* id → entry (owned) */
     GHashTable *holding; /* jobq_req* → entry whose answer waits for its record */
     GQueue order;        /* DONE entries, oldest first */
@@ -60,12 +68,13 @@ static void entry_free(gpointer p)
     g_free(en);
 }
 
-jobq_idem *jobq_idem_new(jobq_app *a, int64_t ttl_ms)
+jobq_idem *jobq_idem_new(jobq_app *a, int64_t ttl_ms, size_t max_bytes)
 {
     jobq_idem *x = g_new0(jobq_idem, 1);
 
     x->a = a;
     x->ttl_ms = ttl_ms > 0 ? ttl_ms : JOBQ_IDEM_TTL_MS;
+    x->max_bytes = max_bytes ? max_bytes : JOBQ_IDEM_MAX_BYTES;
     x->by_id = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, entry_free);
     x->holding = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_queue_init(&x->order);
@@ -94,10 +103,28 @@ static void sha256_hex(const char *const *parts, const size_t *lens, size_t n, c
     g_checksum_free(c);
 }
 
+/* An entry's memory: itself, its strings and its answer (a close estimate; the hash
+ * table's own node is left out). */
+static size_t cost_of(const entry *en)
+{
+    return sizeof *en + strlen(en->method) + strlen(en->path) + strlen(en->key) + 3 +
+           (en->body ? en->len + 1 : 0);
+}
+
+/* Takes en into the table and the byte count. */
+static void keep(jobq_idem *x, entry *en)
+{
+    en->link.data = en;
+    en->cost = cost_of(en);
+    x->bytes += en->cost;
+    g_hash_table_insert(x->by_id, en->id, en);
+}
+
 static void forget(jobq_idem *x, entry *en)
 {
     if (en->phase == DONE)
         g_queue_unlink(&x->order, &en->link);
+    x->bytes -= en->cost;
     g_hash_table_remove(x->by_id, en->id); /* frees en */
 }
 
@@ -112,7 +139,8 @@ void jobq_idem_sweep(jobq_idem *x, int64_t now)
 {
     GList *l;
 
-    while ((l = x->order.head) && ((entry *)l->data)->at + x->ttl_ms <= now)
+    while ((l = x->order.head) &&
+           (((entry *)l->data)->at + x->ttl_ms <= now || x->bytes > x->max_bytes))
         expire(x, l->data);
 }
 
@@ -187,6 +215,9 @@ static void on_answer(jobq_req *rq, unsigned status, const char *body, size_t le
     en->status = status;
     en->body = len || body ? g_strndup(body ? body : "", len) : NULL;
     en->len = len;
+    x->bytes -= en->cost;
+    en->cost = cost_of(en);
+    x->bytes += en->cost;
     en->at = jobq_app_now();
     en->phase = HOLDING;
     text = record_text(en);
@@ -269,8 +300,7 @@ int jobq_idem_gate(jobq_idem *x, jobq_req *rq)
     en->method = g_strdup(method);
     en->path = g_strdup(path);
     en->key = g_strdup(key);
-    en->link.data = en;
-    g_hash_table_insert(x->by_id, en->id, en);
+    keep(x, en);
     jobq_req_hook_answer(rq, on_answer, en);
     return 0;
 }
@@ -281,7 +311,7 @@ int jobq_idem_load(jobq_idem *x, const char *id, const char *body)
 {
     json_t *o = json_loads(body, 0, NULL), *b;
     const char *hash, *method, *path, *key;
-    entry *en;
+    entry *en, *old;
 
     if (!o || strlen(id) != 64)
         goto bad;
@@ -306,8 +336,9 @@ int jobq_idem_load(jobq_idem *x, const char *id, const char *body)
     en->method = g_strdup(method);
     en->path = g_strdup(path);
     en->key = g_strdup(key);
-    en->link.data = en;
-    g_hash_table_replace(x->by_id, en->id, en);
+    if ((old = g_hash_table_lookup(x->by_id, en->id)))
+        forget(x, old); /* the store holds one document per id: cannot happen */
+    keep(x, en);
     g_queue_push_tail_link(&x->order, &en->link);
     json_decref(o);
     return 0;

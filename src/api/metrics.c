@@ -25,7 +25,8 @@ typedef struct walk {
     GString *o;
     int64_t now;
     const jobq_engine *e;
-    int which; /* what each queue writes (one family at a time) */
+    int which;         /* what each queue writes (one family at a time) */
+    const char *name;  /* that family's name */
     int store_ok;
 } walk;
 
@@ -59,30 +60,19 @@ static int one_queue(void *ud, jobq_queue *q)
                                    jobq_state_name(s), jobq_queue_count(q, s));
         break;
     case W_ENQ:
-        g_string_append_printf(o, "jobq_jobs_enqueued_total{queue=\"%s\"} %" PRId64 "\n", n,
-                               t.enqueued);
-        break;
     case W_DONE:
-        g_string_append_printf(o, "jobq_jobs_completed_total{queue=\"%s\"} %" PRId64 "\n", n,
-                               t.processed);
-        break;
     case W_FAIL:
-        g_string_append_printf(o, "jobq_jobs_failed_total{queue=\"%s\"} %" PRId64 "\n", n,
-                               t.failed);
-        break;
     case W_RETRY:
-        g_string_append_printf(o, "jobq_jobs_retried_total{queue=\"%s\"} %" PRId64 "\n", n,
-                               t.retried);
+    case W_STALL: {
+        const int64_t counter[] = {t.enqueued, t.processed, t.failed, t.retried, t.stalled};
+        g_string_append_printf(o, "%s{queue=\"%s\"} %" PRId64 "\n", w->name, n,
+                               counter[w->which - W_ENQ]);
         break;
-    case W_STALL:
-        g_string_append_printf(o, "jobq_jobs_stalled_total{queue=\"%s\"} %" PRId64 "\n", n,
-                               t.stalled);
-        break;
+    }
     case W_PROC:
     case W_WAIT:
         jobq_queue_hist_totals(q, w->which == W_WAIT, &h);
-        histogram(o, w->which == W_WAIT ? "jobq_job_wait_seconds" : "jobq_job_processing_seconds",
-                  n, &h);
+        histogram(o, w->name, n, &h);
         break;
     case W_STATUS:
         for (int s = JOBQ_Q_ACTIVE; s <= JOBQ_Q_ERROR; s++)
@@ -127,12 +117,13 @@ void jobq_h_metrics(jobq_req *rq)
                                  "1 while the store saves changes, 0 while it fails."};
     jobq_app *a = jobq_req_app(rq);
     jobq_engine *e = jobq_app_engine(a);
-    walk w = {g_string_sized_new(8192), jobq_app_now(), e, 0, jobq_app_store_ok(a)};
+    walk w = {g_string_sized_new(8192), jobq_app_now(), e, 0, NULL, jobq_app_store_ok(a)};
     size_t len;
 
     for (size_t i = 0; i < sizeof per_queue / sizeof per_queue[0]; i++) {
         head(w.o, &per_queue[i]);
         w.which = (int)i;
+        w.name = per_queue[i].name;
         jobq_engine_queue_each(e, one_queue, &w);
     }
     head(w.o, &workers);

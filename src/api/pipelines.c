@@ -28,8 +28,7 @@ jobq_pipelines *jobq_pipelines_new(void)
 {
     jobq_pipelines *p = g_new0(jobq_pipelines, 1);
 
-    p->byname = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                      (GDestroyNotify)json_decref);
+    p->byname = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)json_decref);
     return p;
 }
 
@@ -66,8 +65,7 @@ static int valid_name(const char *s)
 /* The keys a stage has besides job options. */
 static int stage_key(const char *k)
 {
-    return !strcmp(k, "name") || !strcmp(k, "queue") || !strcmp(k, "when") ||
-           !strcmp(k, "after");
+    return !strcmp(k, "name") || !strcmp(k, "queue") || !strcmp(k, "when") || !strcmp(k, "after");
 }
 
 static void bad_stage(jobq_req *rq, size_t i, const char *field, const char *why)
@@ -150,8 +148,7 @@ static int check_template(jobq_req *rq, json_t *t)
             goto out;
         }
         x = json_object_get(v, "when");
-        if (x && (!json_is_string(x) || json_string_length(x) < 1 ||
-                  json_string_length(x) > 128)) {
+        if (x && (!json_is_string(x) || json_string_length(x) < 1 || json_string_length(x) > 128)) {
             bad_stage(rq, i, "when", "must be the name of a flag");
             goto out;
         }
@@ -167,8 +164,7 @@ static int check_template(jobq_req *rq, json_t *t)
             {
                 /* only earlier stages: a template can never hold a cycle */
                 if (!json_is_string(a) || !g_hash_table_contains(names, json_string_value(a)) ||
-                    !strcmp(json_string_value(a),
-                            json_string_value(json_object_get(v, "name")))) {
+                    !strcmp(json_string_value(a), json_string_value(json_object_get(v, "name")))) {
                     bad_stage(rq, i, "after", "must name earlier stages");
                     goto out;
                 }
@@ -238,8 +234,7 @@ void jobq_h_pipeline_put(jobq_req *rq)
     name = json_string_value(json_object_get(t, "name"));
     if (g_hash_table_contains(p->byname, name) && !(replace && !strcmp(replace, "true"))) {
         char msg[200];
-        snprintf(msg, sizeof msg, "pipeline %.128s exists (POST ?replace=true to change it)",
-                 name);
+        snprintf(msg, sizeof msg, "pipeline %.128s exists (POST ?replace=true to change it)", name);
         jobq_api_fail(rq, JOBQ_EEXIST, msg);
         json_decref(t);
         return;

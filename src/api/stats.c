@@ -4,42 +4,49 @@
  * Reads only: everything comes from the engine's memory (src/engine/stats.c, health.c);
  * the one thing the engine cannot know, whether the store is failing, comes from the app.
  */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "api/api.h"
 
-/* ?queue=: NULL when absent; answers 404 and sets *bad when it names no queue. */
-static jobq_queue *queue_arg(jobq_app *a, jobq_req *rq, int *bad)
+/* The arguments of series and daily: ?NAME= (1..max, default def) into *n and ?queue= (NULL
+ * when absent) into *q. 0, or -1 when rq was answered: 400 for a bad number, 404 for a queue
+ * that does not exist. */
+static int args(jobq_app *a, jobq_req *rq, const char *name, int64_t def, int64_t max,
+                int64_t *n, jobq_queue **q)
 {
-    const char *name = jobq_req_query(rq, "queue");
-    jobq_queue *q;
+    const char *queue = jobq_req_query(rq, "queue");
+    char why[64];
 
-    *bad = 0;
-    if (!name || !*name)
-        return NULL;
-    q = jobq_engine_queue(jobq_app_engine(a), name);
-    if (!q) {
-        jobq_req_error(rq, 404, "not_found", "no such queue", NULL);
-        *bad = 1;
+    *n = jobq_api_query_int(rq, name, def, max);
+    if (*n < 0)
+        return -1;
+    if (*n < 1) {
+        snprintf(why, sizeof why, "must be an integer from 1 to %" PRId64, max);
+        jobq_api_bad_field(rq, name, why);
+        return -1;
     }
-    return q;
+    *q = NULL;
+    if (!queue || !*queue)
+        return 0;
+    *q = jobq_engine_queue(jobq_app_engine(a), queue);
+    if (!*q) {
+        jobq_req_error(rq, 404, "not_found", "no such queue", NULL);
+        return -1;
+    }
+    return 0;
 }
 
 void jobq_h_stats_series(jobq_req *rq)
 {
     jobq_app *a = jobq_req_app(rq);
     const char *metric = jobq_req_query(rq, "metric");
-    int64_t minutes = jobq_api_query_int(rq, "minutes", 60, 1440);
+    int64_t minutes;
     jobq_queue *q;
     json_t *out = NULL;
-    int bad;
 
-    if (minutes < 0)
-        return;
-    if (minutes < 1) {
-        jobq_api_bad_field(rq, "minutes", "must be an integer from 1 to 1440");
-        return;
-    }
-    q = queue_arg(a, rq, &bad);
-    if (bad)
+    if (args(a, rq, "minutes", 60, 1440, &minutes, &q))
         return;
     if (!metric)
         metric = "completed";
@@ -58,18 +65,10 @@ void jobq_h_stats_series(jobq_req *rq)
 void jobq_h_stats_daily(jobq_req *rq)
 {
     jobq_app *a = jobq_req_app(rq);
-    int64_t days = jobq_api_query_int(rq, "days", 30, 366);
+    int64_t days;
     jobq_queue *q;
-    int bad;
 
-    if (days < 0)
-        return;
-    if (days < 1) {
-        jobq_api_bad_field(rq, "days", "must be an integer from 1 to 366");
-        return;
-    }
-    q = queue_arg(a, rq, &bad);
-    if (bad)
+    if (args(a, rq, "days", 30, 366, &days, &q))
         return;
     jobq_api_json(rq, 200,
                   jobq_engine_stats_daily(jobq_app_engine(a), q, (int)days, jobq_app_now()));

@@ -191,8 +191,8 @@ int jobq_cli_pipeline(const struct jobq_cli *cli, int argc, char **argv)
         body = read_body("pipeline", argv[optind], &rc);
         if (!body)
             return rc;
-        return jobq_cli_request(cli, "POST", replace ? "/v1/pipelines?replace=true" : "/v1/pipelines",
-                                body);
+        return jobq_cli_request(cli, "POST",
+                                replace ? "/v1/pipelines?replace=true" : "/v1/pipelines", body);
     }
     if ((rc = jobq_cli_only_help("pipeline", argc, argv)) >= 0)
         return rc;

@@ -14,19 +14,29 @@
 
 #include "cli/cli.h"
 
-/* Sets body.job[key] from JSON text (--data) or a string/integer (--priority). */
-static int job_field(json_t *body, const char *key, json_t *v)
+/* body.job, made empty when missing (borrowed); NULL when out of memory. */
+static json_t *job_of(json_t *body)
 {
     json_t *job = json_object_get(body, "job");
 
-    if (!v)
-        return jobq_cli_usage("schedule", "--data needs JSON");
     if (!job) {
         job = json_object();
-        if (!job || json_object_set_new(body, "job", job) < 0) {
-            json_decref(v);
-            return jobq_cli_out_of_memory();
-        }
+        if (!job || json_object_set_new(body, "job", job) < 0)
+            return NULL;
+    }
+    return job;
+}
+
+/* Sets body.job[key] from JSON text (--data) or a string/integer (--priority); v is stolen. */
+static int job_field(json_t *body, const char *key, json_t *v)
+{
+    json_t *job;
+
+    if (!v)
+        return jobq_cli_usage("schedule", "--data needs JSON");
+    if (!(job = job_of(body))) {
+        json_decref(v);
+        return jobq_cli_out_of_memory();
     }
     if (json_object_set_new(job, key, v) < 0)
         return jobq_cli_out_of_memory();
@@ -121,15 +131,8 @@ static int schedule_options(int argc, char **argv, json_t *body, bool *want_help
             break;
         }
         case O_JOB:
-            job = json_object_get(body, "job");
-            if (!job) {
-                job = json_object();
-                if (!job || json_object_set_new(body, "job", job) < 0) {
-                    rc = jobq_cli_out_of_memory();
-                    break;
-                }
-            }
-            rc = jobq_cli_merge_json(cmd, job, "--job", optarg);
+            job = job_of(body);
+            rc = job ? jobq_cli_merge_json(cmd, job, "--job", optarg) : jobq_cli_out_of_memory();
             break;
         case O_OPTIONS:
             rc = jobq_cli_merge_json(cmd, body, "--options", optarg);

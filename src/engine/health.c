@@ -176,7 +176,6 @@ void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet)
     while (g_hash_table_iter_next(&it, &k, &v)) {
         jobq_queue *q = v;
         jobq_qstats *st = jobq_qstats_of(q);
-        json_t *reasons;
         int level;
 
         /* when the waiting began, for the idle rule (as exact as the sweep is frequent) */
@@ -184,11 +183,14 @@ void jobq_health_sweep(jobq_engine *e, int64_t now, int quiet)
             st->waiting_since = 0;
         else if (!st->waiting_since)
             st->waiting_since = now;
-        reasons = quiet ? NULL : json_array();
-        level = jobq_health_eval(e, q, now, reasons);
-        if (level != st->level && !quiet)
+        /* the reasons are written out only for a change: most sweeps change nothing */
+        level = jobq_health_eval(e, q, now, NULL);
+        if (level != st->level && !quiet) {
+            json_t *reasons = json_array();
+            jobq_health_eval(e, q, now, reasons);
             announce(e, q, st->level, level, reasons, now);
+            json_decref(reasons);
+        }
         st->level = level;
-        json_decref(reasons);
     }
 }

@@ -169,18 +169,30 @@ struct jobq_resources {
 
 /* Grouped dispatch (limits.c). A queue whose groups are limited, or that asks for
  * round-robin, keeps its ready jobs twice: in q->ready (position, listing, clear) and in
- * one FIFO per (group, priority), a slot. Slots whose group is below its limit sit in
- * q->slots ordered by (priority desc, key asc): the first slot's first job is the next to
- * hand out. key is the slot's turn (round-robin: a slot served goes to the back) or its
- * first job's seq (fifo). A saturated group's slots leave q->slots and come back when one
- * of its jobs stops being active, so a fetch never looks at a saturated group. */
+ * one FIFO per (group, priority), a slot. Slots whose group is below its limit are *in
+ * line*; the first slot in line holds the next job to hand out:
+ *   round-robin: per priority a level, a ring of its slots in line (a slot served goes to
+ *                the back, O(1)); q->levels holds the levels with slots in line, by
+ *                priority desc;
+ *   fifo:        q->slots holds the slots in line ordered by (priority desc, first seq).
+ * A saturated group's slots leave the line and come back when one of its jobs stops being
+ * active, so a fetch never looks at a saturated group. */
+typedef struct jobq_level {
+    int priority;
+    struct jobq_gslot *head, *tail; /* slots in line, in turn order (lprev/lnext) */
+    GSequenceIter *it;              /* in q->levels while head != NULL */
+} jobq_level;
+
 typedef struct jobq_gslot {
     struct jobq_group *g;
     int priority;
-    int64_t key;
+    int in_line;
     struct jobq_job *first, *last; /* ready jobs, by seq: an intrusive list (gprev/gnext) */
-    GSequenceIter *it;     /* in q->slots, or NULL while the group is saturated */
-    struct jobq_gslot *next; /* in g->slots */
+    jobq_level *lv;                  /* round-robin: its level */
+    struct jobq_gslot *lprev, *lnext; /* round-robin: in lv's line */
+    int64_t key;                     /* fifo: first->seq while in line */
+    GSequenceIter *it;               /* fifo: in q->slots while in line */
+    struct jobq_gslot *next;         /* in g->slots */
 } jobq_gslot;
 
 typedef struct jobq_group {
@@ -218,8 +230,9 @@ struct jobq_queue {
     int rr;             /* round-robin within a priority (else fifo) */
     int tiered;         /* has had a job with both group and tier */
     GHashTable *groups; /* name → jobq_group*, while fair */
-    GSequence *slots;   /* see jobq_gslot */
-    int64_t turn;
+    GSequence *slots;   /* fifo: slots in line (see jobq_gslot) */
+    GSequence *levels;  /* round-robin: levels with slots in line */
+    GHashTable *level_of; /* round-robin: priority → jobq_level* */
     int gated;              /* any of the gates below may close the queue */
     int64_t *rate_ring;     /* dispatch times in the window, a circular buffer */
     size_t rate_head, rate_len, rate_cap;

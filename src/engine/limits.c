@@ -7,9 +7,9 @@
  * (q->gated: rate limit, backoff, breaker) or the worker declared a capacity.
  *
  * Grouped dispatch keeps ready groups and saturated groups apart (see jobq_gslot in
- * internal.h): a fetch takes the first slot of q->slots, which holds only groups below
+ * internal.h): a fetch takes the first slot in line, which holds only groups below
  * their limit, so its cost does not grow with the number of saturated groups. A group
- * leaves q->slots when it reaches its limit and returns when one of its jobs stops being
+ * leaves the line when it reaches its limit and returns when one of its jobs stops being
  * active.
  *
  * Gates hold no timer of their own: when one closes with work waiting, the queue gets a
@@ -352,17 +352,118 @@ static gint slot_cmp(gconstpointer a, gconstpointer b, gpointer ud)
     return x->key < y->key ? -1 : x->key > y->key;
 }
 
+static gint level_cmp(gconstpointer a, gconstpointer b, gpointer ud)
+{
+    const jobq_level *x = a, *y = b;
+
+    (void)ud;
+    return x->priority > y->priority ? -1 : x->priority < y->priority;
+}
+
 static jobq_job *slot_first(const jobq_gslot *s)
 {
     return s->first;
 }
 
-/* Puts s into q->slots: at the back of its priority (round-robin) or by its first job. */
-static void slot_enqueue(jobq_queue *q, jobq_gslot *s)
+/* ---- the line: slots whose group may run another job */
+
+/* s joins the line: at the back of its priority (round-robin) or by its first job (fifo). */
+static void line_add(jobq_queue *q, jobq_gslot *s)
 {
-    s->key = q->rr ? ++q->turn : slot_first(s)->seq;
-    s->it = g_sequence_insert_sorted(q->slots, s, slot_cmp, NULL);
+    jobq_level *lv = s->lv;
+
+    s->in_line = 1;
+    if (!q->rr) {
+        s->key = slot_first(s)->seq;
+        s->it = g_sequence_insert_sorted(q->slots, s, slot_cmp, NULL);
+        return;
+    }
+    s->lnext = NULL;
+    s->lprev = lv->tail;
+    if (lv->tail) {
+        lv->tail->lnext = s;
+    } else {
+        lv->head = s;
+        lv->it = g_sequence_insert_sorted(q->levels, lv, level_cmp, NULL);
+    }
+    lv->tail = s;
 }
+
+static void line_remove(jobq_queue *q, jobq_gslot *s)
+{
+    jobq_level *lv = s->lv;
+
+    s->in_line = 0;
+    if (!q->rr) {
+        g_sequence_remove(s->it);
+        s->it = NULL;
+        return;
+    }
+    if (s->lprev)
+        s->lprev->lnext = s->lnext;
+    else
+        lv->head = s->lnext;
+    if (s->lnext)
+        s->lnext->lprev = s->lprev;
+    else
+        lv->tail = s->lprev;
+    s->lprev = s->lnext = NULL;
+    if (!lv->head) {
+        g_sequence_remove(lv->it);
+        lv->it = NULL;
+    }
+}
+
+/* Round-robin: s was served; it goes to the back of its priority. */
+static void line_rotate(jobq_queue *q, jobq_gslot *s)
+{
+    if (s->lv->tail == s)
+        return;
+    line_remove(q, s); /* the level keeps other slots: it stays in q->levels */
+    line_add(q, s);
+}
+
+/* Fifo: s's first job changed. */
+static void line_rekey(jobq_gslot *s)
+{
+    s->key = slot_first(s)->seq;
+    g_sequence_sort_changed(s->it, slot_cmp, NULL);
+}
+
+static jobq_gslot *line_first(jobq_queue *q)
+{
+    GSequenceIter *it = g_sequence_get_begin_iter(q->rr ? q->levels : q->slots);
+
+    if (g_sequence_iter_is_end(it))
+        return NULL;
+    return q->rr ? ((jobq_level *)g_sequence_get(it))->head : g_sequence_get(it);
+}
+
+static jobq_gslot *line_next(jobq_queue *q, jobq_gslot *s)
+{
+    GSequenceIter *it;
+
+    if (q->rr && s->lnext)
+        return s->lnext;
+    it = g_sequence_iter_next(q->rr ? s->lv->it : s->it);
+    if (g_sequence_iter_is_end(it))
+        return NULL;
+    return q->rr ? ((jobq_level *)g_sequence_get(it))->head : g_sequence_get(it);
+}
+
+static jobq_level *level_get(jobq_queue *q, int priority)
+{
+    jobq_level *lv = g_hash_table_lookup(q->level_of, GINT_TO_POINTER(priority));
+
+    if (!lv) {
+        lv = g_new0(jobq_level, 1);
+        lv->priority = priority;
+        g_hash_table_insert(q->level_of, GINT_TO_POINTER(priority), lv);
+    }
+    return lv;
+}
+
+/* ---- groups */
 
 static int64_t group_limit(const jobq_engine *e, const jobq_queue *q, const jobq_group *g)
 {
@@ -378,7 +479,7 @@ static int64_t group_limit(const jobq_engine *e, const jobq_queue *q, const jobq
     return lim;
 }
 
-/* Re-evaluates g's limit; moves its slots out of or back into q->slots as it saturates or
+/* Re-evaluates g's limit; moves its slots out of or back into the line as it saturates or
  * frees up. Returns 1 when it freed up. */
 static int group_refresh(jobq_engine *e, jobq_queue *q, jobq_group *g)
 {
@@ -390,12 +491,10 @@ static int group_refresh(jobq_engine *e, jobq_queue *q, jobq_group *g)
         return 0;
     g->saturated = sat;
     for (jobq_gslot *s = g->slots; s; s = s->next) {
-        if (sat && s->it) {
-            g_sequence_remove(s->it);
-            s->it = NULL;
-        } else if (!sat && !s->it) {
-            slot_enqueue(q, s);
-        }
+        if (sat && s->in_line)
+            line_remove(q, s);
+        else if (!sat && !s->in_line)
+            line_add(q, s);
     }
     return !sat;
 }
@@ -460,6 +559,8 @@ void jobq_group_ready(jobq_engine *e, jobq_job *j)
         s = g_new0(jobq_gslot, 1);
         s->g = g;
         s->priority = j->priority;
+        if (q->rr)
+            s->lv = level_get(q, j->priority);
         s->next = g->slots;
         g->slots = s;
     }
@@ -481,12 +582,11 @@ void jobq_group_ready(jobq_engine *e, jobq_job *j)
         else
             s->first = j;
     }
-    if (!s->it) {
+    if (!s->in_line) {
         if (!g->saturated && s->first == j && s->last == j)
-            slot_enqueue(q, s);
+            line_add(q, s);
     } else if (!q->rr && s->first == j) {
-        s->key = j->seq; /* fifo: a new first job moves the slot up */
-        g_sequence_sort_changed(s->it, slot_cmp, NULL);
+        line_rekey(s); /* fifo: a new first job moves the slot up */
     }
 }
 
@@ -511,15 +611,14 @@ void jobq_group_unready(jobq_engine *e, jobq_job *j)
     x->slot = NULL;
     if (!s->first) {
         jobq_gslot **pp = &g->slots;
-        if (s->it)
-            g_sequence_remove(s->it);
+        if (s->in_line)
+            line_remove(q, s);
         while (*pp != s)
             pp = &(*pp)->next;
         *pp = s->next;
         slot_free(s);
-    } else if (was_first && !q->rr && s->it) {
-        s->key = slot_first(s)->seq;
-        g_sequence_sort_changed(s->it, slot_cmp, NULL);
+    } else if (was_first && !q->rr && s->in_line) {
+        line_rekey(s);
     }
     if (!x->gcounted && group_gc(q, g))
         x->grp = NULL;
@@ -527,9 +626,9 @@ void jobq_group_unready(jobq_engine *e, jobq_job *j)
 
 jobq_job *jobq_fair_head(jobq_queue *q)
 {
-    GSequenceIter *it = g_sequence_get_begin_iter(q->slots);
+    jobq_gslot *s = line_first(q);
 
-    return g_sequence_iter_is_end(it) ? NULL : slot_first(g_sequence_get(it));
+    return s ? slot_first(s) : NULL;
 }
 
 /* Grouped dispatch on or off, as the queue's options and jobs ask. Switching rebuilds the
@@ -558,16 +657,27 @@ void jobq_fair_update(jobq_engine *e, jobq_queue *q)
             }
         }
         g_hash_table_destroy(q->groups);
-        g_sequence_free(q->slots);
+        if (q->slots)
+            g_sequence_free(q->slots);
+        if (q->levels) {
+            g_sequence_free(q->levels);
+            g_hash_table_destroy(q->level_of);
+        }
         q->groups = NULL;
-        q->slots = NULL;
+        q->slots = q->levels = NULL;
+        q->level_of = NULL;
     }
     q->fair = fair;
     q->rr = rr;
     if (!fair)
         return;
     q->groups = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, group_free);
-    q->slots = g_sequence_new(NULL);
+    if (rr) {
+        q->levels = g_sequence_new(NULL);
+        q->level_of = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    } else {
+        q->slots = g_sequence_new(NULL);
+    }
     for (jobq_link *l = q->active.head.next; l != &q->active.head; l = l->next) {
         jobq_job *j = JOB_OF_QLINK(l);
         jobq_job_extra *x = jobq_extra(j);
@@ -635,6 +745,10 @@ void jobq_queue_limits_free(jobq_queue *q)
         g_hash_table_destroy(q->groups);
     if (q->slots)
         g_sequence_free(q->slots);
+    if (q->levels) {
+        g_sequence_free(q->levels);
+        g_hash_table_destroy(q->level_of);
+    }
     g_free(q->rate_ring);
 }
 
@@ -651,12 +765,10 @@ void jobq_entered_active(jobq_engine *e, jobq_job *j)
         jobq_group *g = x->grp;
         x->gcounted = 1;
         g->active++;
-        if (g->limit > 0 && g->active >= g->limit) {
+        if (g->limit > 0 && g->active >= g->limit)
             group_refresh(e, j->q, g); /* saturated: its slots leave the line */
-        } else if (j->q->rr && x->slot && x->slot->it) {
-            x->slot->key = ++j->q->turn; /* served: to the back of its priority */
-            g_sequence_sort_changed(x->slot->it, slot_cmp, NULL);
-        }
+        else if (j->q->rr && x->slot && x->slot->in_line)
+            line_rotate(j->q, x->slot); /* served: to the back of its priority */
     }
     if (x->req && x->worker && !x->charged) {
         res_add(&jobq_worker_get(e, x->worker)->used, x->req, +1);
@@ -705,15 +817,27 @@ void jobq_left_active(jobq_engine *e, jobq_job *j, int64_t now)
 jobq_job *jobq_fit_pick(jobq_engine *e, jobq_queue *q, jobq_worker *w, const jobq_resources *cap,
                         jobq_job **passed)
 {
-    GSequenceIter *it = g_sequence_get_begin_iter(q->fair ? q->slots : q->ready);
+    GSequenceIter *it = q->fair ? NULL : g_sequence_get_begin_iter(q->ready);
+    jobq_gslot *s = q->fair ? line_first(q) : NULL;
     const jobq_resources *used = w ? w->used : NULL;
 
     (void)e;
     *passed = NULL;
-    for (int n = 0; n < FIT_SCAN_MAX && !g_sequence_iter_is_end(it);
-         n++, it = g_sequence_iter_next(it)) {
-        jobq_job *j = q->fair ? slot_first(g_sequence_get(it)) : g_sequence_get(it);
-        const jobq_resources *req = j->x ? j->x->req : NULL;
+    for (int n = 0; n < FIT_SCAN_MAX; n++) {
+        jobq_job *j;
+        const jobq_resources *req;
+        if (q->fair) { /* the first job of each slot in line, in line order */
+            if (!s)
+                break;
+            j = slot_first(s);
+            s = line_next(q, s);
+        } else {
+            if (g_sequence_iter_is_end(it))
+                break;
+            j = g_sequence_get(it);
+            it = g_sequence_iter_next(it);
+        }
+        req = j->x ? j->x->req : NULL;
         if (!req || res_fits(req, cap, used))
             return j;
         if (!res_fits(req, cap, NULL))

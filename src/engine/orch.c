@@ -28,8 +28,7 @@
 #include "engine/internal.h"
 #include "util/jsonw.h"
 
-static const char *flow_state_names[] = {"running", "review", "completed", "failed",
-                                         "cancelled"};
+static const char *flow_state_names[] = {"running", "review", "completed", "failed", "cancelled"};
 
 int jobq_opf_parse(const char *s)
 {
@@ -283,8 +282,7 @@ int jobq_orch_pinned(const jobq_job *j)
 
 /* ---------------------------------------------------------------- new jobs */
 
-static char *error_json(const char *message, const char *type, int retryable,
-                        const char *details)
+static char *error_json(const char *message, const char *type, int retryable, const char *details)
 {
     GString *o = g_string_sized_new(128);
     int first = 1;
@@ -306,9 +304,9 @@ static void set_parent_error(jobq_job *j, const jobq_job *p)
     char msg[200];
 
     snprintf(msg, sizeof msg, "parent %.140s %s", JOB_ID(p),
-             (p->flags & JF_DELETED)     ? "was removed"
+             (p->flags & JF_DELETED)   ? "was removed"
              : p->state == JOBQ_FAILED ? "failed"
-                                         : "was cancelled");
+                                       : "was cancelled");
     g_free(x->error);
     x->error = error_json(msg, "parent_failed", 0, NULL);
     g_free(x->error_type);
@@ -739,8 +737,7 @@ void jobq_orch_loaded(jobq_engine *e, jobq_job *j)
         if (!unmet) /* cannot happen in a consistent store; released at load_done */
             g_ptr_array_add(e->settle, j);
     }
-    if (j->x->error_type && strcmp(j->x->error_type, "rejected") == 0 &&
-        j->state != JOBQ_FAILED) {
+    if (j->x->error_type && strcmp(j->x->error_type, "rejected") == 0 && j->state != JOBQ_FAILED) {
         /* a rerun after a reject: its feedback is the rejection's details */
         json_t *err = json_loads(j->x->error, 0, NULL);
         json_t *d = json_object_get(err, "details");
@@ -894,8 +891,8 @@ static long ref_index(GHashTable *refs, const char *ref)
     return g_hash_table_lookup_extended(refs, ref, NULL, &v) ? (long)GPOINTER_TO_SIZE(v) : -1;
 }
 
-int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t now,
-                            jobq_flow **out, const char **bad_ref, const char **why)
+int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t now, jobq_flow **out,
+                            const char **bad_ref, const char **why)
 {
     size_t n = fs->n;
     GHashTable *refs = g_hash_table_new(g_str_hash, g_str_equal);

@@ -147,6 +147,18 @@ static int64_t pct(const uint64_t *b, uint64_t n, int64_t max, double p)
     return max;
 }
 
+/* The p95 of a minute's histogram (pct wants 64-bit counters), -1 when it is empty. */
+static int64_t hist_p95(const hist *h)
+{
+    uint64_t b[NB];
+
+    if (!h->n)
+        return -1;
+    for (unsigned i = 0; i < NB; i++)
+        b[i] = h->b[i];
+    return pct(b, h->n, h->max, 95);
+}
+
 static void hist_add(hist *h, int64_t v)
 {
     if (v < 0)
@@ -362,13 +374,7 @@ static void close_minute(jobq_queue *q)
     p->completed = s->completed;
     p->failed = s->failed;
     p->waiting = (uint32_t)MIN(q->counts[JOBQ_WAITING], (int64_t)UINT32_MAX - 1);
-    p->p95 = NONE;
-    if (s->proc.n) {
-        uint64_t b[NB];
-        for (unsigned i = 0; i < NB; i++)
-            b[i] = s->proc.b[i];
-        p->p95 = (uint32_t)pct(b, s->proc.n, s->proc.max, 95);
-    }
+    p->p95 = s->proc.n ? (uint32_t)hist_p95(&s->proc) : NONE;
     w->enqueued += s->enqueued;
     w->completed += s->completed;
     w->failed += s->failed;
@@ -743,13 +749,9 @@ static int minute_value(const jobq_queue *q, int metric, int64_t m, int64_t *v)
         case M_WAITING:
             *v = q->counts[JOBQ_WAITING];
             return 1;
-        default: {
-            uint64_t b[NB];
-            for (unsigned i = 0; i < NB; i++)
-                b[i] = s->proc.b[i];
-            *v = pct(b, s->proc.n, s->proc.max, 95);
+        default:
+            *v = hist_p95(&s->proc);
             return *v >= 0;
-        }
         }
     }
     p = &st->w->series[m % SERIES];

@@ -147,8 +147,8 @@ static int parse_field(int f, const char *s, size_t len, jobq_cron *c, char *why
                 step = step * 10 + (*p++ - '0');
             if (n2 == 0 || step < 1)
                 FAIL("%s: '%s' needs a step of 1 or more after '/'", name, item);
-            if (!star && !range)
-                b = hi == 7 ? 6 : hi; /* N/STEP: from N to the field's maximum */
+            if (!star && !range) /* N/STEP: from N to the field's maximum (7/S: Sunday) */
+                b = MAX(a, hi == 7 ? 6 : hi);
         }
         if (*p)
             FAIL("%s: unexpected '%s' in '%s'", name, p, item);

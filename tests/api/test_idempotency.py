@@ -125,16 +125,37 @@ def test_records_expire_after_the_ttl(server_factory):
 
     r2 = wait_until(fresh, timeout=10, interval=0.1, what="the record to expire")
     assert r2.json["id"] != r1.json["id"]
-    # expired records are gone from the store too: a restart does not bring one back
+    # expired records are gone from the store too: a restart does not bring r1's back
     s.terminate()
     s.start()
     r3 = post(s, f"/v1/queues/{q}/jobs", {"data": "x"}, "short")
-    assert r3.status == 201
+    assert r3.status == 201 and r3.json["id"] != r1.json["id"]
 
 
-def test_bad_ttl_flag_is_refused(tmp_path):
+def test_memory_cap_forgets_the_oldest_answers_first(server_factory):
+    # each kept enqueue answer takes about 1 KiB: 8 KiB keeps the last few of 20, not all
+    s = server_factory(["--idempotency-max-bytes", "8192"])
+    q = s.qname()
+    first = [post(s, f"/v1/queues/{q}/jobs", {"data": i}, f"cap-{i}") for i in range(20)]
+    assert all(r.status == 201 for r in first)
+    last = post(s, f"/v1/queues/{q}/jobs", {"data": 19}, "cap-19")
+    assert last.header("Idempotent-Replayed") == "true" and last.json["id"] == first[19].json["id"]
+    # the oldest answer was forgotten, from the store as well: after a restart the request
+    # runs anew, while the newest is still replayed
+    s.terminate()
+    s.start()
+    again = post(s, f"/v1/queues/{q}/jobs", {"data": 0}, "cap-0")
+    assert again.status == 201 and again.header("Idempotent-Replayed") is None
+    assert again.json["id"] != first[0].json["id"]
+    last = post(s, f"/v1/queues/{q}/jobs", {"data": 19}, "cap-19")
+    assert last.header("Idempotent-Replayed") == "true" and last.json["id"] == first[19].json["id"]
+
+
+def test_bad_flags_are_refused(tmp_path):
     import subprocess
     from conftest import JOBQD
-    p = subprocess.run([JOBQD, "--data", str(tmp_path), "--idempotency-ttl-ms", "0"],
-                       capture_output=True, timeout=10)
-    assert p.returncode == 1 and b"idempotency-ttl-ms" in p.stderr
+    for flag, value in (("--idempotency-ttl-ms", "0"), ("--idempotency-max-bytes", "100"),
+                        ("--idempotency-max-bytes", "lots")):
+        p = subprocess.run([JOBQD, "--data", str(tmp_path), flag, value], capture_output=True,
+                           timeout=10)
+        assert p.returncode == 1 and flag[2:].encode() in p.stderr, (flag, value, p.stderr)

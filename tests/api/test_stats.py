@@ -3,8 +3,10 @@
 health transitions driven by short alert thresholds, /metrics parsed and checked by
 `promtool check metrics`, and today's daily numbers across a clean restart and a kill -9."""
 
+import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -313,6 +315,21 @@ def today_line(s, q):
     return d[0] if d else None
 
 
+def stored_today(s, q):
+    """[enqueued, completed, failed] of today's `daily` document of q in the store, or None."""
+    db = sqlite3.connect(f"file:{s.data_dir / 'jobq.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT body FROM docs WHERE kind = 'daily'").fetchall()
+    finally:
+        db.close()
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    for (body,) in rows:
+        d = json.loads(body)
+        if d["queue"] == q and d["day"] == day:
+            return [d["enqueued"], d["completed"], d["failed"]]
+    return None
+
+
 def test_daily_survives_clean_restart(server):
     s = server
     q = s.qname("daily")
@@ -333,8 +350,11 @@ def test_daily_survives_kill9_after_a_flush(server_factory):
     q = s.qname("daily9")
     run_workload(s, q)
     before = today_line(s, q)
-    # the flush runs every 100 ms on the server's loop; 2 s is twenty of them
-    time.sleep(2.0)
+    # the flush runs every 100 ms on the server's loop: wait until the store holds today's
+    # document with these numbers (read from the SQLite file, as a second reader)
+    wait_until(lambda: stored_today(s, q) == [before[k] for k in ("enqueued", "completed",
+                                                                     "failed")],
+               timeout=10, what="today's numbers flushed to the store")
     s.kill9()
     s.start()
     after = today_line(s, q)

@@ -111,6 +111,9 @@ Test(cron, names_any_case_and_sunday_seven)
     cr_assert_eq(a.dow, b.dow);
     cr_assert_eq(c.dow, d.dow);
     cr_assert_eq(e.dow, (1u << 5) | (1u << 6) | 1u);
+    /* 7/STEP starts past the last weekday 6: it is Sunday, not an empty set */
+    cr_assert_eq(parse_ok("0 0 * * 7/2").dow, 1u);
+    cr_assert_eq(parse_ok("0 0 * * sun/3").dow, (1u << 0) | (1u << 3) | (1u << 6));
 }
 
 Test(cron, macros)

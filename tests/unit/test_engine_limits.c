@@ -613,3 +613,127 @@ Test(limits, breaker_announces_queue_error_and_resumed)
     jobq_engine_free(e);
     g_string_free(log, TRUE);
 }
+
+static void set_gc1_fifo(jobq_queue_opts *o)
+{
+    o->group_concurrency = 1;
+    o->fairness = JOBQ_FAIR_FIFO;
+}
+
+Test(limits, fifo_with_group_limits_keeps_enqueue_order_across_groups)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_job *a[3], *b[3], *out[8];
+
+    mkq(e, "q", T0, set_gc1_fifo);
+    for (int i = 0; i < 3; i++)
+        a[i] = enq_group(e, "q", "a", NULL, T0);
+    for (int i = 0; i < 3; i++)
+        b[i] = enq_group(e, "q", "b", NULL, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    cr_assert(out[0] == a[0] && out[1] == b[0]);
+    complete_ok(e, b[0], T0);
+    complete_ok(e, a[0], T0);
+    cr_assert_eq(fetchq(e, "q", 1, "w", T0, out), 1);
+    cr_assert(out[0] == a[1], "fifo: the older job first, whichever group freed up first");
+    jobq_engine_free(e);
+}
+
+Test(limits, round_robin_per_priority_level)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_job *out[8], *xh, *xl, *yl[2];
+    jobq_job_spec s = spec_prio(10);
+
+    mkq(e, "q", T0, set_rr);
+    xl = enq_group(e, "q", "x", NULL, T0);
+    yl[0] = enq_group(e, "q", "y", NULL, T0);
+    yl[1] = enq_group(e, "q", "y", NULL, T0);
+    s.group = "x";
+    xh = enq_spec(e, "q", &s, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 4);
+    cr_assert(out[0] == xh, "higher priority first");
+    cr_assert(out[1] == xl && out[2] == yl[0] && out[3] == yl[1], "then x, y in turn");
+    jobq_engine_free(e);
+
+    /* a job whose priority is patched moves to its new level */
+    e = eng_new(NULL, 1);
+    mkq(e, "q", T0, set_rr);
+    xl = enq_group(e, "q", "x", NULL, T0);
+    yl[0] = enq_group(e, "q", "y", NULL, T0);
+    commit(e, T0);
+    cr_assert_eq(jobq_engine_job_patch(e, yl[0], 1, 50, 0, 0, T0), 0);
+    cr_assert_eq(jobq_engine_job_position(e, yl[0]), 0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    cr_assert(out[0] == yl[0] && out[1] == xl);
+    jobq_engine_free(e);
+}
+
+static void patch_q(jobq_engine *e, jobq_queue *q, unsigned set, int64_t gc, int fairness)
+{
+    jobq_queue_opts o;
+
+    jobq_queue_opts_default(&o);
+    o.set = set;
+    o.group_concurrency = gc;
+    o.fairness = fairness;
+    cr_assert_eq(jobq_engine_queue_patch(e, q, &o, T0), 0);
+    jobq_queue_opts_clear(&o);
+}
+
+Test(limits, switching_modes_mid_run_keeps_counts)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_queue *q = mkq(e, "q", T0, set_gc1);
+    jobq_job *a[3], *b[3], *out[8];
+
+    for (int i = 0; i < 3; i++) {
+        a[i] = enq_group(e, "q", "a", NULL, T0);
+        b[i] = enq_group(e, "q", "b", NULL, T0);
+    }
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    patch_q(e, q, JOBQ_QO_FAIRNESS, 0, JOBQ_FAIR_FIFO); /* rebuilt: actives counted again */
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 0, "both groups still at their limit");
+    complete_ok(e, a[0], T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 1);
+    cr_assert(out[0] == a[1]);
+    /* no limits, no round-robin: plain again; the jobs still running finish normally */
+    patch_q(e, q, JOBQ_QO_FAIRNESS | JOBQ_QO_GROUP_CONCURRENCY, 0, JOBQ_FAIR_AUTO);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 3);
+    complete_ok(e, b[0], T0);
+    complete_ok(e, a[1], T0);
+    for (int i = 0; i < 3; i++)
+        complete_ok(e, out[i], T0);
+    cr_assert_eq(jobq_engine_active_total(e), 0);
+    /* and grouped once more, with nothing left */
+    patch_q(e, q, JOBQ_QO_GROUP_CONCURRENCY, 1, JOBQ_FAIR_AUTO);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 0);
+    jobq_engine_free(e);
+}
+
+Test(limits, clear_and_delete_a_grouped_queue)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_queue *q = mkq(e, "q", T0, set_gc1);
+    jobq_job *out[8];
+
+    for (int i = 0; i < 4; i++) {
+        enq_group(e, "q", "a", NULL, T0);
+        enq_group(e, "q", "b", "free", T0);
+    }
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    cr_assert_eq(jobq_engine_queue_clear(e, q, T0), 6);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 0);
+    enq_group(e, "q", "a", NULL, T0);
+    enq_group(e, "q", "c", NULL, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 1, "a is still at its limit; c goes");
+    cr_assert_eq(jobq_engine_queue_delete(e, q, 1, T0), 0);
+    cr_assert_eq(jobq_engine_active_total(e), 0);
+    commit(e, T0);
+    jobq_engine_free(e);
+}

@@ -34,9 +34,8 @@ static int mkflow(jobq_engine *e, const char *json, int64_t now, jobq_flow **f,
         json_array_set_new(jobs, i, json_pack("{s:O, s:o}", "orig", it, "copy", copy));
         rc = jobq_job_spec_parse(copy, now, &fs.items[i].spec, &field, &w);
         cr_assert_eq(rc, 0, "item %zu: %s %s", i, field ? field : "", w ? w : "");
-        fs.items[i].spec.ref =
-            json_string_value(json_object_get(json_object_get(json_array_get(jobs, i), "orig"),
-                                              "ref"));
+        fs.items[i].spec.ref = json_string_value(
+            json_object_get(json_object_get(json_array_get(jobs, i), "orig"), "ref"));
         fs.items[i].queue = json_string_value(
             json_object_get(json_object_get(json_array_get(jobs, i), "orig"), "queue"));
     }
@@ -100,11 +99,11 @@ static jobq_job *member(jobq_engine *e, jobq_flow *f, const char *r)
     return j;
 }
 
-#define DIAMOND                                                                            \
-    "{%s\"jobs\":["                                                                          \
-    "{\"ref\":\"a\",\"queue\":\"q\"},"                                                         \
-    "{\"ref\":\"b\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"                                    \
-    "{\"ref\":\"c\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"                                    \
+#define DIAMOND                                                                                    \
+    "{%s\"jobs\":["                                                                                \
+    "{\"ref\":\"a\",\"queue\":\"q\"},"                                                             \
+    "{\"ref\":\"b\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"                                      \
+    "{\"ref\":\"c\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"                                      \
     "{\"ref\":\"d\",\"queue\":\"q\",\"depends_on\":[\"b\",\"c\"]}]}"
 
 static jobq_flow *diamond(jobq_engine *e, const char *policy, int64_t now)
@@ -154,12 +153,13 @@ Test(orch, dag_validation_names_the_ref)
 Test(orch, flow_is_made_parents_first_and_atomically)
 {
     jobq_engine *e = eng_new(NULL, 2);
-    jobq_flow *f = flow_ok(e,
-                           "{\"jobs\":[{\"ref\":\"d\",\"queue\":\"q\",\"depends_on\":[\"b\",\"c\"]},"
-                           "{\"ref\":\"c\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"
-                           "{\"ref\":\"b\",\"queue\":\"q2\",\"depends_on\":[\"a\"]},"
-                           "{\"ref\":\"a\",\"queue\":\"q\"}]}",
-                           T0);
+    jobq_flow *f =
+        flow_ok(e,
+                "{\"jobs\":[{\"ref\":\"d\",\"queue\":\"q\",\"depends_on\":[\"b\",\"c\"]},"
+                "{\"ref\":\"c\",\"queue\":\"q\",\"depends_on\":[\"a\"]},"
+                "{\"ref\":\"b\",\"queue\":\"q2\",\"depends_on\":[\"a\"]},"
+                "{\"ref\":\"a\",\"queue\":\"q\"}]}",
+                T0);
     jobq_batch *b;
 
     cr_assert(jobq_job_seq(member(e, f, "a")) < jobq_job_seq(member(e, f, "b")));
@@ -365,9 +365,9 @@ Test(orch, review_approve_and_reject)
     j = fetch1(e, "stt", T0 + 3);
     cr_assert_eq(j, stt);
     o = job_json(e, j, T0 + 3);
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "review_feedback"),
-                                                       "reason")),
-                     "bad \"speaker\"");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(o, "review_feedback"), "reason")),
+        "bad \"speaker\"");
     cr_assert(json_is_true(
         json_object_get(json_object_get(json_object_get(o, "review_feedback"), "result"), "ok")));
     json_decref(o);
@@ -404,8 +404,8 @@ Test(orch, review_reject_without_rerun_fails)
 
 /* ---------------------------------------------------------------- dedup and cache */
 
-static jobq_job *enq_flags(jobq_engine *e, const char *queue, const jobq_job_spec *s,
-                           int64_t now, unsigned char *flags)
+static jobq_job *enq_flags(jobq_engine *e, const char *queue, const jobq_job_spec *s, int64_t now,
+                           unsigned char *flags)
 {
     jobq_job *j = NULL;
     long bad;
@@ -532,8 +532,9 @@ Test(orch, restart_keeps_ended_flow_and_cache)
 {
     simstore *st = sim_new();
     jobq_engine *e = eng_new(NULL, 14), *e2;
-    jobq_flow *f = flow_ok(e, "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\","
-                              "\"cache\":{\"key\":\"k\",\"ttl_ms\":60000}}]}",
+    jobq_flow *f = flow_ok(e,
+                           "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\","
+                           "\"cache\":{\"key\":\"k\",\"ttl_ms\":60000}}]}",
                            T0);
     jobq_job_spec s = spec_default();
     unsigned char fl;
@@ -596,8 +597,7 @@ Test(orch, events_review_requested_and_flow_end)
     jobq_engine_job_approve(e, member(e, f, "a"), NULL, T0 + 2);
     commit(e, T0 + 2);
     complete_ok(e, fetch1(e, "q", T0 + 3), T0 + 3);
-    cr_assert(g_str_has_suffix(l.types->str, "job.completed flow.completed "), "%s",
-              l.types->str);
+    cr_assert(g_str_has_suffix(l.types->str, "job.completed flow.completed "), "%s", l.types->str);
     cr_assert_str_eq(l.flow_state, "completed");
     /* a failing flow says so */
     f = flow_ok(e, "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\",\"max_attempts\":1}]}", T0 + 4);
@@ -632,8 +632,8 @@ Test(orch, retention_keeps_a_parent_its_children_still_need)
     x = fetch1(e, "q", T0 + 2);
     cr_assert_eq(x, c);
     o = job_json(e, x, T0 + 2);
-    cr_assert(json_is_true(json_object_get(json_object_get(json_object_get(o, "parents"), "p"),
-                                           "ok")));
+    cr_assert(
+        json_is_true(json_object_get(json_object_get(json_object_get(o, "parents"), "p"), "ok")));
     json_decref(o);
     complete_ok(e, x, T0 + 3); /* its end trims both: nothing needs p any more */
     cr_assert_null(jobq_engine_job(e, "p"));
