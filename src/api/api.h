@@ -136,6 +136,8 @@ const char *jobq_api_parse_failure(const json_t *err, const json_t *retry_in,
 void jobq_api_reply_durable(jobq_app *a, jobq_req *rq, unsigned status, GString *body);
 /* Renders one job answer. */
 void jobq_api_job(jobq_app *a, jobq_req *rq, unsigned status, const jobq_job *j, int with_lease);
+/* The job as an answer's body (no lease), e.g. for jobq_api_reply_durable. */
+GString *jobq_api_job_text(jobq_app *a, const jobq_job *j);
 /* Answers 200 {"id","state","result","error"} for j (GET /v1/jobs/{id}/result). */
 void jobq_api_result(jobq_req *rq, const jobq_job *j);
 /* 404 for a missing job/queue, else the object. */

@@ -160,6 +160,14 @@ int64_t jobq_api_query_int(jobq_req *rq, const char *name, int64_t def, int64_t 
     return n;
 }
 
+GString *jobq_api_job_text(jobq_app *a, const jobq_job *j)
+{
+    GString *o = g_string_sized_new(768);
+
+    jobq_job_render(jobq_app_engine(a), j, 0, jobq_app_now(), o);
+    return o;
+}
+
 void jobq_api_job(jobq_app *a, jobq_req *rq, unsigned status, const jobq_job *j, int with_lease)
 {
     GString *o = g_string_sized_new(768);

@@ -303,14 +303,6 @@ void jobq_h_flow_cancel(jobq_req *rq)
 
 /* ---------------------------------------------------------------- review verbs */
 
-static GString *render_job(jobq_app *a, const jobq_job *j)
-{
-    GString *o = g_string_sized_new(768);
-
-    jobq_job_render(jobq_app_engine(a), j, 0, jobq_app_now(), o);
-    return o;
-}
-
 void jobq_h_job_approve(jobq_req *rq)
 {
     jobq_app *a = jobq_req_app(rq);
@@ -340,7 +332,7 @@ void jobq_h_job_approve(jobq_req *rq)
         jobq_api_fail(rq, JOBQ_ESTATE, "only a job in review can be approved");
         goto out;
     }
-    jobq_api_reply_durable(a, rq, 200, render_job(a, j));
+    jobq_api_reply_durable(a, rq, 200, jobq_api_job_text(a, j));
 out:
     free(result);
     json_decref(body);
@@ -394,7 +386,7 @@ void jobq_h_job_reject(jobq_req *rq)
         jobq_api_fail(rq, JOBQ_ESTATE, "only a job in review can be rejected");
         goto out;
     }
-    jobq_api_reply_durable(a, rq, 200, render_job(a, j));
+    jobq_api_reply_durable(a, rq, 200, jobq_api_job_text(a, j));
 out:
     free(notes);
     json_decref(body);

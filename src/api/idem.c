@@ -184,15 +184,18 @@ static void on_held_answer(jobq_req *rq, unsigned status, const char *body, size
         answer(rq, status, body, len);
 }
 
+/* The record's document, or NULL when it cannot be written as JSON (a path or body that is
+ * not UTF-8): a record with a part missing would make the next start refuse the store. */
 static char *record_text(const entry *en)
 {
     json_t *o =
         json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "method", en->method, "path", en->path, "key",
                   en->key, "hash", en->hash, "status", (int)en->status, "at", (json_int_t)en->at);
-    char *t;
+    char *t = NULL;
 
-    json_object_set_new(o, "body", en->body ? json_stringn(en->body, en->len) : json_null());
-    t = json_dumps(o, JSON_COMPACT);
+    if (o && !json_object_set_new(o, "body",
+                                  en->body ? json_stringn(en->body, en->len) : json_null()))
+        t = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return t;
 }
@@ -221,6 +224,11 @@ static void on_answer(jobq_req *rq, unsigned status, const char *body, size_t le
     en->at = jobq_app_now();
     en->phase = HOLDING;
     text = record_text(en);
+    if (!text) { /* not kept: sent as it is, as an error would be */
+        forget(x, en);
+        answer(rq, status, len ? body : NULL, len);
+        return;
+    }
     jobq_engine_doc_put(jobq_app_engine(a), "idem", en->id, text);
     free(text);
     g_hash_table_insert(x->holding, rq, en);

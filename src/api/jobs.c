@@ -56,14 +56,6 @@ void jobq_api_reply_durable(jobq_app *a, jobq_req *rq, unsigned status, GString 
     jobq_app_after_commit(a, rq, finish_deferred);
 }
 
-static GString *render(jobq_app *a, const jobq_job *j)
-{
-    GString *o = g_string_sized_new(768);
-
-    jobq_job_render(jobq_app_engine(a), j, 0, jobq_app_now(), o);
-    return o;
-}
-
 /* ---------------------------------------------------------------- enqueue */
 
 typedef struct enqueued {
@@ -471,7 +463,7 @@ static void job_verb(jobq_req *rq, int (*fn)(jobq_engine *, jobq_job *, int64_t)
         jobq_api_fail(rq, rc, refusal);
         return;
     }
-    jobq_api_reply_durable(a, rq, 200, render(a, j));
+    jobq_api_reply_durable(a, rq, 200, jobq_api_job_text(a, j));
 }
 
 void jobq_h_job_cancel(jobq_req *rq)
@@ -532,7 +524,7 @@ void jobq_h_job_patch(jobq_req *rq)
         jobq_api_fail(rq, rc, "run_at can change only for scheduled or retrying jobs");
         goto out;
     }
-    jobq_api_reply_durable(a, rq, 200, render(a, j));
+    jobq_api_reply_durable(a, rq, 200, jobq_api_job_text(a, j));
 out:
     json_decref(body);
 }

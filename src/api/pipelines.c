@@ -19,6 +19,7 @@
 #include "api/api.h"
 
 #define MAX_STAGES 100
+#define MAX_PIPELINES 1000 /* templates are kept in memory: a client cannot grow them without end */
 
 struct jobq_pipelines {
     GHashTable *byname; /* name (owned) → json_t template (owned) */
@@ -236,6 +237,12 @@ void jobq_h_pipeline_put(jobq_req *rq)
         char msg[200];
         snprintf(msg, sizeof msg, "pipeline %.128s exists (POST ?replace=true to change it)", name);
         jobq_api_fail(rq, JOBQ_EEXIST, msg);
+        json_decref(t);
+        return;
+    }
+    if (!g_hash_table_contains(p->byname, name) &&
+        g_hash_table_size(p->byname) >= MAX_PIPELINES) {
+        jobq_req_error(rq, 409, "conflict", "at most 1000 pipelines; delete one first", NULL);
         json_decref(t);
         return;
     }

@@ -6,6 +6,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -16,13 +17,11 @@
 static int args(jobq_app *a, jobq_req *rq, const char *name, int64_t def, int64_t max,
                 int64_t *n, jobq_queue **q)
 {
-    const char *queue = jobq_req_query(rq, "queue");
-    char why[64];
+    const char *queue = jobq_req_query(rq, "queue"), *v = jobq_req_query(rq, name);
+    char why[64], *end;
 
-    *n = jobq_api_query_int(rq, name, def, max);
-    if (*n < 0)
-        return -1;
-    if (*n < 1) {
+    *n = def;
+    if (v && (*n = strtoll(v, &end, 10), !*v || *end || *n < 1 || *n > max)) {
         snprintf(why, sizeof why, "must be an integer from 1 to %" PRId64, max);
         jobq_api_bad_field(rq, name, why);
         return -1;

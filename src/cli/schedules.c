@@ -147,6 +147,38 @@ static int schedule_options(int argc, char **argv, json_t *body, bool *want_help
     return rc;
 }
 
+/* `update` with job options (--data, --priority, --job): the server replaces `job` whole,
+ * so they are merged into the schedule's current template first, read with a GET (a change
+ * made between the two requests is overwritten). 0 or an exit status. */
+static int merge_current_job(const struct jobq_cli *cli, const char *name, json_t *body)
+{
+    json_t *job = json_object_get(body, "job"), *cur = NULL, *merged;
+    struct jobq_cli_path p;
+    int rc;
+
+    if (!json_is_object(job))
+        return 0;
+    jobq_cli_path_init(&p, "/v1/schedules/", name, "");
+    if (!p.s)
+        return jobq_cli_out_of_memory();
+    rc = jobq_client_request(cli->client, "GET", p.s, NULL, NULL, &cur);
+    free(p.s);
+    if (rc < 0) {
+        json_decref(cur);
+        return jobq_cli_fail(cli->client);
+    }
+    merged = json_deep_copy(json_object_get(cur, "job"));
+    json_decref(cur);
+    if (!json_is_object(merged)) {
+        json_decref(merged);
+        merged = json_object();
+    }
+    if (!merged || json_object_update(merged, job) < 0 ||
+        json_object_set_new(body, "job", merged) < 0)
+        return jobq_cli_out_of_memory();
+    return 0;
+}
+
 int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv)
 {
     static const char *const one[] = {"get", "rm", "pause", "resume", "trigger", NULL};
@@ -177,8 +209,13 @@ int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv)
             return jobq_cli_usage("schedule", "schedule %s needs exactly one name", sub);
         }
         name = argv[optind];
-        if (strcmp(sub, "update") == 0)
+        if (strcmp(sub, "update") == 0) {
+            if ((rc = merge_current_job(cli, name, body))) {
+                json_decref(body);
+                return rc;
+            }
             return jobq_cli_call(cli, "PATCH", "/v1/schedules/", name, "", body);
+        }
         if (json_object_set_new(body, "name", json_string(name)) < 0) {
             json_decref(body);
             return jobq_cli_out_of_memory();

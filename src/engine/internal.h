@@ -86,9 +86,14 @@ struct jobq_flow {
     jobq_job **jobs;   /* NULL once a job is removed */
     size_t present;    /* jobs not removed: the flow is forgotten when it has ended and none is */
     GList *order;      /* its link in e->flow_order */
+    GList *porder;     /* its link in its project's list (e->flows_by_project), or NULL */
+    GHashTable *slots; /* while the store loads: job id → slot + 1, else NULL */
     char **skipped;    /* pipeline stages left out */
     size_t nskipped;
-    int64_t counts[JOBQ_NSTATES]; /* member jobs per state; a removed live job counts cancelled */
+    int64_t counts[JOBQ_NSTATES]; /* member jobs per state; removed: as ended (live: cancelled) */
+    /* members removed while the flow ran that had not completed (stored: a restart counts the
+     * other removed members completed) */
+    int64_t gone_failed, gone_cancelled;
 };
 
 enum { JOBQ_FLOW_RUNNING, JOBQ_FLOW_REVIEW, JOBQ_FLOW_COMPLETED, JOBQ_FLOW_FAILED,
@@ -287,6 +292,7 @@ struct jobq_engine {
     GHashTable *cache;  /* "queue\ncache key" → latest job that ran and completed with it */
     GHashTable *flows;  /* id → jobq_flow* */
     GQueue flow_order;  /* flows in creation order */
+    GHashTable *flows_by_project; /* project → GQueue* of its flows in creation order */
     GPtrArray *dead_flows; /* forgotten flows, freed at the next take_changes */
     GPtrArray *settle;  /* jobs that became final whose dependants are still to be told */
     int settling;
@@ -377,6 +383,7 @@ jobq_job *jobq_fit_pick(jobq_engine *e, jobq_queue *q, jobq_worker *w,
                         const jobq_resources *cap, jobq_job **passed);
 void jobq_breaker_failure(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now);
 void jobq_breaker_success(jobq_engine *e, jobq_queue *q, int64_t now);
+json_t *jobq_breaker_json(const jobq_queue *q); /* the queue object's "breaker" (new) */
 void jobq_queue_backoff(jobq_engine *e, jobq_queue *q, int64_t until);
 int64_t jobq_wake_next(const jobq_engine *e);
 void jobq_wake_fire(jobq_engine *e, int64_t now);

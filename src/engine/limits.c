@@ -333,6 +333,17 @@ void jobq_breaker_success(jobq_engine *e, jobq_queue *q, int64_t now)
         jobq_notify_ready(e, q);
 }
 
+json_t *jobq_breaker_json(const jobq_queue *q)
+{
+    static const char *const names[] = {"closed", "open", "half_open"};
+
+    if (q->o.cb_failures <= 0)
+        return json_null();
+    return json_pack("{s:s, s:I, s:o}", "state", names[q->cb_state], "failures",
+                     (json_int_t)q->cb_fails,
+                     "trial_at", q->cb_state == CB_OPEN ? json_integer(q->cb_until) : json_null());
+}
+
 int jobq_queue_status(const jobq_queue *q)
 {
     if (q->cb_state != CB_CLOSED && q->status == JOBQ_Q_ACTIVE)

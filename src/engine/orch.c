@@ -53,6 +53,8 @@ static void flow_free(jobq_flow *f)
     g_free(f->refs);
     g_free(f->ids);
     g_free(f->jobs);
+    if (f->slots)
+        g_hash_table_destroy(f->slots);
     g_free(f->name);
     g_free(f->project);
     g_free(f);
@@ -64,6 +66,8 @@ void jobq_orch_init(jobq_engine *e)
     e->cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     e->flows = g_hash_table_new(g_str_hash, g_str_equal);
     g_queue_init(&e->flow_order);
+    e->flows_by_project =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_queue_free);
     e->settle = g_ptr_array_new();
     e->dead_flows = g_ptr_array_new();
 }
@@ -77,6 +81,7 @@ void jobq_orch_fini(jobq_engine *e)
     jobq_orch_take(e);
     g_ptr_array_free(e->dead_flows, TRUE);
     g_hash_table_destroy(e->flows);
+    g_hash_table_destroy(e->flows_by_project);
     g_hash_table_destroy(e->uniq);
     g_hash_table_destroy(e->cache);
     g_ptr_array_free(e->settle, TRUE);
@@ -238,6 +243,13 @@ static void flow_forget(jobq_engine *e, jobq_flow *f)
     g_hash_table_remove(e->flows, f->id);
     g_queue_delete_link(&e->flow_order, f->order);
     f->order = NULL;
+    if (f->porder) {
+        GQueue *pq = g_hash_table_lookup(e->flows_by_project, f->project);
+        g_queue_delete_link(pq, f->porder);
+        f->porder = NULL;
+        if (!pq->length)
+            g_hash_table_remove(e->flows_by_project, f->project);
+    }
     jobq_engine_doc_delete(e, "flow", f->id);
     g_ptr_array_add(e->dead_flows, f);
 }
@@ -314,15 +326,31 @@ static void set_parent_error(jobq_job *j, const jobq_job *p)
     j->flags |= JF_HIST_ERROR;
 }
 
+/* A parent's child list holds exactly its blocked children: depends_on names a parent at most
+ * once, and a child leaves every list when it stops being blocked (unlink_parents), so
+ * linking needs no search. */
 static void link_child(jobq_job *parent, jobq_job *child)
 {
     jobq_orch *po = jobq_orch_of(parent);
 
     if (!po->children)
         po->children = g_ptr_array_new();
-    else if (g_ptr_array_find(po->children, child, NULL))
-        return;
     g_ptr_array_add(po->children, child);
+}
+
+/* j stops waiting for its parents (ended, or removed, while blocked): out of the lists of
+ * those still live, which would otherwise keep a pointer to it past its removal. */
+static void unlink_parents(jobq_engine *e, jobq_job *j)
+{
+    jobq_orch *o = j->x->orch;
+
+    for (size_t k = 0; o->unmet && k < o->nparents; k++) {
+        jobq_job *p = jobq_engine_job(e, o->parents[k]);
+        jobq_orch *po = p ? orch(p) : NULL;
+        if (po && po->children)
+            g_ptr_array_remove_fast(po->children, j);
+    }
+    o->unmet = 0;
 }
 
 int jobq_orch_setup(jobq_engine *e, jobq_job *j, const jobq_job_spec *s, jobq_job **parents,
@@ -445,6 +473,7 @@ void jobq_orch_final(jobq_engine *e, jobq_job *j, int64_t now)
         g_hash_table_remove(e->uniq, o->unique_key);
     if (o->holding)
         hold(e, j, -1);
+    unlink_parents(e, j); /* cancelled while blocked */
     if (o->cache_key && !o->cached && j->state == JOBQ_COMPLETED)
         g_hash_table_replace(e->cache, g_strdup(o->cache_key), j);
     if (o->children)
@@ -461,23 +490,24 @@ void jobq_orch_destroy(jobq_engine *e, jobq_job *j, int64_t now)
         g_hash_table_remove(e->cache, o->cache_key);
     if (o->holding)
         hold(e, j, -1);
-    if (j->state == JOBQ_BLOCKED) {
-        for (size_t k = 0; k < o->nparents; k++) {
-            jobq_job *p = jobq_engine_job(e, o->parents[k]);
-            jobq_orch *po = p ? orch(p) : NULL;
-            if (po && po->children)
-                g_ptr_array_remove_fast(po->children, j);
-        }
-    }
+    unlink_parents(e, j);
     if (o->flow) {
         jobq_flow *f = o->flow;
+        int note = !jobq_flow_final(f) && j->state != JOBQ_COMPLETED;
         f->jobs[o->flow_idx] = NULL;
         f->present--;
-        f->counts[j->state]--;
-        if (!jobq_state_final(j->state))
-            f->counts[JOBQ_CANCELLED]++; /* a live job removed: as if cancelled */
+        /* an ended job removed (retention trims a failed side of a running flow) still
+         * counts as it ended, so the flow's end says failed; a live one counts cancelled */
+        if (!jobq_state_final(j->state)) {
+            f->counts[j->state]--;
+            f->counts[JOBQ_CANCELLED]++;
+        }
+        if (note) /* rare (retention keeps failed jobs for days): the flow is stored again */
+            *(j->state == JOBQ_FAILED ? &f->gone_failed : &f->gone_cancelled) += 1;
         o->flow = NULL;
         flow_update(e, f, now);
+        if (note && !jobq_flow_final(f)) /* else flow_update stored it */
+            flow_save(e, f);
         if (!f->present && jobq_flow_final(f))
             flow_forget(e, f);
     }
@@ -701,11 +731,9 @@ void jobq_orch_loaded(jobq_engine *e, jobq_job *j)
 
     if (o->flow) {
         jobq_flow *f = o->flow;
-        size_t i;
-        for (i = 0; i < f->n; i++)
-            if (strcmp(f->ids[i], JOB_ID(j)) == 0)
-                break;
-        if (i == f->n) {
+        size_t slot = f->slots ? GPOINTER_TO_SIZE(g_hash_table_lookup(f->slots, JOB_ID(j))) : 0;
+        size_t i = slot - 1;
+        if (!slot || f->jobs[i]) {
             o->flow = NULL; /* not a member after all: keep it out of the counts */
         } else {
             f->jobs[i] = j;
@@ -762,9 +790,18 @@ void jobq_orch_load_done(jobq_engine *e, int64_t now)
     for (GList *l = e->flow_order.head, *next; l; l = next) {
         jobq_flow *f = l->data;
         next = l->next;
-        for (size_t i = 0; i < f->n; i++)
-            if (!f->jobs[i] && !jobq_flow_final(f))
-                f->counts[JOBQ_CANCELLED]++; /* removed while the flow ran */
+        if (f->slots) {
+            g_hash_table_destroy(f->slots);
+            f->slots = NULL;
+        }
+        if (!jobq_flow_final(f)) { /* members removed while it ran count as they ended */
+            int64_t gone = (int64_t)(f->n - f->present);
+            f->counts[JOBQ_FAILED] += MIN(f->gone_failed, gone);
+            gone -= MIN(f->gone_failed, gone);
+            f->counts[JOBQ_CANCELLED] += MIN(f->gone_cancelled, gone);
+            gone -= MIN(f->gone_cancelled, gone);
+            f->counts[JOBQ_COMPLETED] += gone;
+        }
         if (flow_live(f))
             f->state = f->counts[JOBQ_REVIEW] ? JOBQ_FLOW_REVIEW : JOBQ_FLOW_RUNNING;
         else if (!jobq_flow_final(f))
@@ -789,6 +826,23 @@ static jobq_flow *flow_alloc(jobq_engine *e, const char *id, size_t n)
     return f;
 }
 
+/* Lists f under its project (set after flow_alloc), so a listing by project reads only
+ * that project's flows. */
+static void flow_index_project(jobq_engine *e, jobq_flow *f)
+{
+    GQueue *pq;
+
+    if (!f->project)
+        return;
+    pq = g_hash_table_lookup(e->flows_by_project, f->project);
+    if (!pq) {
+        pq = g_queue_new();
+        g_hash_table_insert(e->flows_by_project, g_strdup(f->project), pq);
+    }
+    g_queue_push_tail(pq, f);
+    f->porder = pq->tail;
+}
+
 int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
 {
     json_t *d = json_loads(body, 0, NULL), *jobs, *sk, *v;
@@ -802,12 +856,14 @@ int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
         return JOBQ_ECORRUPT;
     }
     f = flow_alloc(e, id, json_array_size(jobs));
+    f->slots = g_hash_table_new(g_str_hash, g_str_equal);
     json_array_foreach(jobs, i, v)
     {
         const char *r = json_string_value(json_array_get(v, 0));
         const char *jid = json_string_value(json_array_get(v, 1));
         f->refs[i] = g_strdup(r ? r : "");
         f->ids[i] = g_strdup(jid ? jid : "");
+        g_hash_table_insert(f->slots, f->ids[i], GSIZE_TO_POINTER(i + 1));
     }
     sk = json_object_get(d, "skipped");
     f->nskipped = json_array_size(sk);
@@ -817,6 +873,7 @@ int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
         f->name = g_strdup(json_string_value(json_object_get(d, "name")));
     if (json_is_string(json_object_get(d, "project")))
         f->project = g_strdup(json_string_value(json_object_get(d, "project")));
+    flow_index_project(e, f);
     f->opf = json_is_string(json_object_get(d, "on_parent_failure")) &&
                      jobq_opf_parse(json_string_value(json_object_get(d, "on_parent_failure"))) ==
                          JOBQ_OPF_CONTINUE
@@ -825,6 +882,8 @@ int jobq_orch_load_flow(jobq_engine *e, const char *id, const char *body)
     f->cancelled = json_is_true(json_object_get(d, "cancelled"));
     f->created_at = json_integer_value(json_object_get(d, "created_at"));
     f->finished_at = json_integer_value(json_object_get(d, "finished_at"));
+    f->gone_failed = json_integer_value(json_object_get(d, "removed_failed"));
+    f->gone_cancelled = json_integer_value(json_object_get(d, "removed_cancelled"));
     st = JOBQ_FLOW_RUNNING;
     for (int s = 0; s < 5; s++)
         if (json_is_string(json_object_get(d, "state")) &&
@@ -852,6 +911,10 @@ static void flow_save(jobq_engine *e, const jobq_flow *f)
     jobq_jw_kstr(o, &first, "state", flow_state_names[f->state]);
     jobq_jw_kint(o, &first, "created_at", f->created_at);
     jobq_jw_kint(o, &first, "finished_at", f->finished_at);
+    if (f->gone_failed)
+        jobq_jw_kint(o, &first, "removed_failed", f->gone_failed);
+    if (f->gone_cancelled)
+        jobq_jw_kint(o, &first, "removed_cancelled", f->gone_cancelled);
     jobq_jw_key(o, &first, "jobs");
     g_string_append_c(o, '[');
     for (size_t i = 0; i < f->n; i++) {
@@ -1010,6 +1073,7 @@ int jobq_engine_flow_create(jobq_engine *e, const jobq_flow_spec *fs, int64_t no
     }
     f->name = fs->name ? g_strdup(fs->name) : NULL;
     f->project = fs->project ? g_strdup(fs->project) : NULL;
+    flow_index_project(e, f);
     f->opf = fs->on_parent_failure;
     f->created_at = now;
     f->nskipped = fs->nskipped;
@@ -1078,14 +1142,13 @@ int jobq_engine_flow_cancel(jobq_engine *e, jobq_flow *f, int64_t now)
 size_t jobq_engine_flow_list(const jobq_engine *e, const char *project, size_t limit,
                              jobq_flow **out)
 {
+    const GQueue *fq = &e->flow_order;
     size_t n = 0;
 
-    for (GList *l = e->flow_order.tail; l && n < limit; l = l->prev) {
-        jobq_flow *f = l->data;
-        if (project && (!f->project || strcmp(f->project, project)))
-            continue;
-        out[n++] = f;
-    }
+    if (project && !(fq = g_hash_table_lookup(e->flows_by_project, project)))
+        return 0;
+    for (GList *l = fq->tail; l && n < limit; l = l->prev)
+        out[n++] = l->data;
     return n;
 }
 

@@ -327,6 +327,8 @@ int64_t jobq_engine_queue_clean(jobq_engine *e, jobq_queue *q, int state, int64_
     return n;
 }
 
+#define RETENTION_SKIPS 64
+
 void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age)
 {
     const jobq_keep *kc = &q->o.keep_completed, *kf = &q->o.keep_failed;
@@ -339,14 +341,18 @@ void jobq_retention(jobq_engine *e, jobq_queue *q, int64_t now, int by_age)
         jobq_list *l = sets[i].l;
         const jobq_keep *k = sets[i].k;
         /* a job whose dependants may still need its result (orch.c) is passed over: it goes
-         * to the back, at most once per sweep */
-        int64_t budget = l->n;
-        while (k->count >= 0 && l->n > k->count && budget-- > 0) {
+         * to the back, at most once per sweep, and at most RETENTION_SKIPS of them per sweep:
+         * with thousands of flows waiting in review, a completion must not walk all of their
+         * parents (the next sweeps go on from where this one stopped) */
+        int64_t budget = l->n, skips = 0;
+        while (k->count >= 0 && l->n > k->count && budget-- > 0 && skips < RETENTION_SKIPS) {
             jobq_job *j = JOB_OF_QLINK(jobq_list_first(l));
-            if (jobq_orch_pinned(j))
+            if (jobq_orch_pinned(j)) {
                 jobq_list_move(j, j->list);
-            else
+                skips++;
+            } else {
                 jobq_job_destroy(e, j, now);
+            }
         }
         budget = l->n;
         while (by_age && k->age_ms > 0 && l->n && budget-- > 0) {
@@ -495,6 +501,7 @@ json_t *jobq_queue_to_json(const jobq_queue *q)
     json_decref(o);
     /* the order in force: an unset fairness follows the queue's group limits */
     json_object_set_new(j, "fairness", json_string(q->rr ? "round_robin" : "fifo"));
+    json_object_set_new(j, "breaker", jobq_breaker_json(q));
     for (int s = 0; s < JOBQ_NSTATES; s++)
         json_object_set_new(counts, jobq_state_name(s), json_integer(q->counts[s]));
     json_object_set_new(j, "counts", counts);
@@ -558,7 +565,17 @@ static int load_queue(void *ud, const jobq_queue_row *row)
     jobq_queue *q = jobq_queue_alloc(e, row->name, row->id, row->created_at);
     json_t *cfg = json_loads(row->config ? row->config : "{}", 0, NULL), *st;
     const char *field, *why;
+    json_t *rl = json_object_get(cfg, "rate_limit");
 
+    /* stored before rate limits were enforced, a max of 0 (then meaningless) or above the
+     * enforced bound loads as no limit or as the bound */
+    if (json_is_object(rl) && json_is_integer(json_object_get(rl, "max"))) {
+        json_int_t max = json_integer_value(json_object_get(rl, "max"));
+        if (max < 1)
+            json_object_set_new(cfg, "rate_limit", json_null());
+        else if (max > 1000000)
+            json_object_set_new(rl, "max", json_integer(1000000));
+    }
     if (!cfg || jobq_queue_opts_parse(cfg, &q->o, skip, &field, &why)) {
         json_decref(cfg);
         jobq_queue_free(q);

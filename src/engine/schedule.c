@@ -182,7 +182,9 @@ static int get_time(const json_t *v, int64_t *out)
 
 /* Parses a definition (a create body, or a stored document when loading) into d, which is
  * zeroed first. A stored zone this system no longer knows is read as UTC (the name is kept)
- * rather than refusing to start. */
+ * rather than refusing to start; likewise a stored job template is not checked again (a
+ * later version may read an option more strictly): a fire that cannot use it says why in
+ * last_error. */
 static int parse_def(const json_t *body, int64_t now, int loading, jobq_sched *d,
                      jobq_sched_err *err)
 {
@@ -281,12 +283,13 @@ static int parse_def(const json_t *body, int64_t now, int loading, jobq_sched *d
                    "a schedule makes many jobs: give no fixed id or run_at (delay_ms works)");
             return JOBQ_EINVAL;
         }
-        if (jobq_job_spec_parse(v, now, &spec, &field, &fwhy)) {
+        if (!loading && jobq_job_spec_parse(v, now, &spec, &field, &fwhy)) {
             snprintf(err->field, sizeof err->field, "job.%s", field ? field : "?");
             snprintf(err->why, sizeof err->why, "%s", fwhy ? fwhy : "invalid");
             return JOBQ_EINVAL;
         }
-        jobq_job_spec_clear(&spec);
+        if (!loading)
+            jobq_job_spec_clear(&spec);
         d->job = json_deep_copy(v);
     } else {
         d->job = json_object();
@@ -574,12 +577,14 @@ static int make_job(jobq_engine *e, jobq_sched *s, int64_t now, jobq_job **out)
     long bad = -1;
     int rc = jobq_job_spec_parse(s->job, now, &spec, &field, &why);
 
-    if (rc == 0) {
-        rc = jobq_engine_enqueue(e, s->queue, &spec, 1, now, out, &bad);
-        jobq_job_spec_clear(&spec);
-    }
     g_free(s->last_error);
     s->last_error = NULL;
+    if (rc) { /* only a template stored by an earlier version can fail here */
+        s->last_error = g_strdup_printf("job.%s: %s", field ? field : "?", why ? why : "invalid");
+        return rc;
+    }
+    rc = jobq_engine_enqueue(e, s->queue, &spec, 1, now, out, &bad);
+    jobq_job_spec_clear(&spec);
     if (rc) {
         s->last_error = g_strdup_printf("enqueue into %s: %s", s->queue, jobq_strerror(rc));
         return rc;

@@ -237,7 +237,10 @@ def test_circuit_breaker_opens_probes_once_and_closes(srv, q):
     srv.enqueue_bulk(q, [{} for _ in range(5)])
     for j in srv.fetch(q, count=2):
         srv.fail(j, type="provider", message="provider down")
-    assert srv.queue(q)["status"] == "error"
+    got = srv.queue(q)
+    assert got["status"] == "error"
+    assert got["breaker"]["state"] == "open" and got["breaker"]["failures"] == 2
+    assert got["breaker"]["trial_at"] >= got["last_error_at"] + 500
     assert srv.fetch(q, count=5) == []
     trial = srv.fetch(q, count=5, wait_ms=5000)
     assert len(trial) == 1, "half-open: exactly one trial"
@@ -246,8 +249,10 @@ def test_circuit_breaker_opens_probes_once_and_closes(srv, q):
     assert srv.queue(q)["status"] == "error"
     trial = srv.fetch(q, count=5, wait_ms=5000)
     assert len(trial) == 1
+    assert srv.queue(q)["breaker"]["state"] == "half_open"
     srv.complete(trial[0])
     assert srv.queue(q)["status"] == "active"
+    assert srv.queue(q)["breaker"] == {"state": "closed", "failures": 0, "trial_at": None}
     rest = srv.fetch(q, count=10)
     assert len(rest) == 4
     waiting_attempts = sorted(j["attempt"] for j in rest)

@@ -5,6 +5,7 @@ after STT and MT) runs end to end with workers played by the test: each fetches,
 its stage was handed in `parents`, and completes with a result.
 """
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -135,6 +136,21 @@ def test_pipeline_validation_and_crud(srv):
     assert_error(s.request("POST", f"/v1/pipelines/{name}/runs", {}), 404, "not_found")
 
 
+def test_pipelines_are_bounded(server):
+    s = server
+    q = s.qname()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # one commit for many
+        list(pool.map(lambda i: s.call("POST", "/v1/pipelines", {
+            "name": f"p{i}", "stages": [{"name": "a", "queue": q}]}, 201), range(1000)))
+    extra = {"name": "one-more", "stages": [{"name": "a", "queue": q}]}
+    assert_error(s.request("POST", "/v1/pipelines", extra), 409, "conflict", None)
+    # replacing one is no new one; after a delete there is room again
+    s.call("POST", "/v1/pipelines?replace=true", {"name": "p0", "stages": [{"name": "b",
+                                                                             "queue": q}]}, 201)
+    s.call("DELETE", "/v1/pipelines/p1", expect=204)
+    s.call("POST", "/v1/pipelines", extra, 201)
+
+
 def diamond(s, policy):
     qa, qb, qd = s.qname("a"), s.qname("b"), s.qname("d")
     body = {"name": "diamond", "jobs": [
@@ -222,8 +238,7 @@ def test_flow_validation(srv):
                                                  "on_parent_failure": "maybe"}),
                  400, "invalid_argument", "on_parent_failure")
     # nothing of a refused flow was made
-    assert s.queue(q)["counts"]["waiting"] == 0 if s.request("GET", f"/v1/queues/{q}").status \
-        == 200 else True
+    assert_error(s.request("GET", f"/v1/queues/{q}"), 404, "not_found")
     assert_error(s.request("GET", "/v1/flows/nope"), 404, "not_found")
 
 
@@ -254,6 +269,23 @@ def test_depends_on_plain_enqueue(srv):
     assert dep["state"] == "cancelled" and dep["error"]["type"] == "parent_failed"
     cont = s.enqueue(q2, None, depends_on=[bad["id"]], on_parent_failure="continue")
     assert cont["state"] == "waiting"
+
+
+def test_cancelled_child_removed_before_its_parent_ends(srv):
+    s = srv
+    q, q2 = s.qname(), s.qname()
+    p = s.enqueue(q, None)
+    gone = s.enqueue(q2, None, depends_on=[p["id"]])
+    again = s.enqueue(q2, None, depends_on=[p["id"]])
+    s.call("POST", f"/v1/jobs/{gone['id']}/cancel", {})
+    assert s.request("DELETE", f"/v1/jobs/{gone['id']}").status == 204
+    s.call("POST", f"/v1/jobs/{again['id']}/cancel", {})
+    assert s.call("POST", f"/v1/jobs/{again['id']}/retry", {})["state"] == "blocked"
+    s.complete(s.fetch_until(q), "r")
+    assert s.state(p["id"]) == "completed"
+    j = s.fetch_until(q2)
+    assert j["id"] == again["id"] and j["parents"] == {p["id"]: "r"}
+    assert s.fetch(q2) == []  # the retried child was linked once
 
 
 def test_review_reject_without_rerun_fails_and_cancels_children(srv):

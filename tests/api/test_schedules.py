@@ -145,7 +145,8 @@ def test_schedules_survive_kill9_and_a_missed_fire_runs_once(server):
     wait_until(lambda: sched(s, fast["id"])["runs"] >= 1, timeout=10, what="a first run")
     before = sched(s, fast["id"])
     s.kill9()
-    time.sleep(4.5)  # down for at least two fires of `fast`
+    # down until two fires of `fast` have passed (the next one and the one after it)
+    time.sleep(max(0.0, (before["next_run_at"] + 2000 + 100 - now_ms()) / 1000))
     s.restart()
     # The schedule may fire again on time soon after the made-up run (a slow restart leaves
     # little room), so the runs are read off its jobs: one made-up run at start, then runs
@@ -197,6 +198,10 @@ def test_cli_schedule_commands(srv):
     assert run("resume", name)[0] == 0 and sched(srv, name)["paused"] is False
     assert run("update", name, "--every", "60000")[0] == 0
     assert sched(srv, name)["every_ms"] == 60000
+    # update changes only what its options give: --data keeps the template's priority
+    assert run("update", name, "--data", '{"k": 3}', "--job", '{"max_attempts": 5}')[0] == 0
+    assert sched(srv, name)["job"] == {"data": {"k": 3}, "priority": "high", "max_attempts": 5}
+    assert run("update", srv.qname("none"), "--data", "1")[0] == 1
     rc, _, err = run("add", srv.qname("bad"), "--queue", q, "--cron", "0 25 * * *")
     assert rc == 1 and "hour" in err
     assert run("add")[0] == 2

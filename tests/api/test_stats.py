@@ -121,7 +121,10 @@ def test_series_and_daily_bad_arguments(srv, q):
                         (f"/v1/stats/series?queue={q}&minutes=x", "minutes"),
                         ("/v1/stats/daily?days=0", "days"),
                         ("/v1/stats/daily?days=367", "days")]:
-        assert_error(srv.request("GET", path), 400, "invalid_argument", field)
+        r = srv.request("GET", path)
+        assert_error(r, 400, "invalid_argument", field)
+        if field in ("minutes", "days"):  # the range said is the one accepted
+            assert "from 1 to" in r.json["error"]["message"], r.json
     assert_error(srv.request("GET", "/v1/stats/series?queue=no-such-queue"), 404, "not_found")
     assert_error(srv.request("GET", "/v1/stats/daily?queue=no-such-queue"), 404, "not_found")
     # a queue without any activity: zeros, unknowns, no days

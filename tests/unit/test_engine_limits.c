@@ -737,3 +737,40 @@ Test(limits, clear_and_delete_a_grouped_queue)
     commit(e, T0);
     jobq_engine_free(e);
 }
+
+/* Queues stored before rate limits were enforced could have a max of 0 or above today's
+ * bound: they load (as no limit, or as the bound) instead of stopping the server. */
+Test(limits, old_rate_limits_load)
+{
+    simstore *s = sim_new();
+    jobq_engine *e = eng_new(NULL, 1), *b;
+    jobq_queue *q0 = mkq(e, "zero", T0, set_rate), *q1 = mkq(e, "huge", T0, set_rate);
+    char id0[37], id1[37];
+
+    snprintf(id0, sizeof id0, "%s", jobq_queue_id(q0));
+    snprintf(id1, sizeof id1, "%s", jobq_queue_id(q1));
+    commit_to(e, s, T0);
+    jobq_engine_free(e);
+    {
+        jobq_queue_row *r0 = g_hash_table_lookup(s->queues, id0);
+        jobq_queue_row *r1 = g_hash_table_lookup(s->queues, id1);
+        char *c0 = r0->config, *c1 = r1->config;
+        cr_assert_not_null(strstr(c0, "\"max\":7"));
+        char **p0 = g_strsplit(c0, "\"max\":7", 2), **p1 = g_strsplit(c1, "\"max\":7", 2);
+        char *n0 = g_strjoinv("\"max\":0", p0), *n1 = g_strjoinv("\"max\":5000000", p1);
+        r0->config = sdup(n0);
+        r1->config = sdup(n1);
+        g_free(n0);
+        g_free(n1);
+        g_strfreev(p0);
+        g_strfreev(p1);
+        free(c0);
+        free(c1);
+    }
+    b = eng_new(NULL, 2);
+    sim_load(s, b, T0 + 1);
+    cr_assert_eq(jobq_queue_options(jobq_engine_queue(b, "zero"))->rate_per_ms, 0);
+    cr_assert_eq(jobq_queue_options(jobq_engine_queue(b, "huge"))->rate_max, 1000000);
+    jobq_engine_free(b);
+    sim_free(s);
+}

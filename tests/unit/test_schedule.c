@@ -396,3 +396,43 @@ Test(schedule, a_refused_fire_is_recorded_and_the_schedule_goes_on)
     cr_assert_eq(jobq_sched_runs(s), 1);
     jobq_engine_free(e);
 }
+
+/* A stored template that this version would refuse (written by an earlier one, or by hand)
+ * does not stop the server from loading: the schedule stays, and each fire says why it made
+ * no job. */
+Test(schedule, a_stored_template_refused_later_is_loaded_and_named_at_each_fire)
+{
+    simstore *st = sim_new();
+    jobq_engine *e = eng_new(NULL, 12), *e2;
+    jobq_sched *s = mksched(e, "{\"name\":\"old\",\"queue\":\"q\",\"every_ms\":1000}", T0);
+    char *id = g_strdup(jobq_sched_id(s)), *key = g_strdup_printf("schedule\n%s", id);
+    const char *body;
+    GString *bad;
+    json_t *o;
+
+    commit_to(e, st, T0);
+    jobq_engine_free(e);
+    body = g_tree_lookup(st->docs, key);
+    cr_assert_not_null(body);
+    bad = g_string_new(body);
+    cr_assert_gt(g_string_replace(bad, "\"job\":{}", "\"job\":{\"priority\":\"huge\"}", 1), 0);
+    g_tree_replace(st->docs, g_strdup(key), g_string_free(bad, FALSE));
+
+    e2 = eng_new(NULL, 13);
+    sim_load(st, e2, T0 + 500);
+    s = jobq_engine_sched(e2, id);
+    cr_assert_not_null(s);
+    jobq_engine_tick(e2, T0 + 1000);
+    o = jobq_sched_to_json(s);
+    cr_assert_eq(json_integer_value(json_object_get(o, "runs")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(o, "skipped")), 1);
+    cr_assert(strncmp(json_string_value(json_object_get(o, "last_error")), "job.priority:", 13) ==
+                  0,
+              "last_error %s", json_string_value(json_object_get(o, "last_error")));
+    cr_assert_eq(json_integer_value(json_object_get(o, "next_run_at")), T0 + 2000);
+    json_decref(o);
+    jobq_engine_free(e2);
+    g_free(key);
+    g_free(id);
+    sim_free(st);
+}
