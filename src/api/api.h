@@ -140,6 +140,8 @@ void jobq_api_job(jobq_app *a, jobq_req *rq, unsigned status, const jobq_job *j,
 GString *jobq_api_job_text(jobq_app *a, const jobq_job *j);
 /* Answers 200 {"id","state","result","error"} for j (GET /v1/jobs/{id}/result). */
 void jobq_api_result(jobq_req *rq, const jobq_job *j);
+/* 404 not_found "<what> <id> not found" (id cut at 200 bytes; the message is escaped). */
+void jobq_api_not_found(jobq_req *rq, const char *what, const char *id);
 /* 404 for a missing job/queue, else the object. */
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq);
 jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq);

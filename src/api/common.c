@@ -189,17 +189,21 @@ void jobq_api_result(jobq_req *rq, const jobq_job *j)
     jobq_api_gstring(rq, 200, o);
 }
 
+void jobq_api_not_found(jobq_req *rq, const char *what, const char *id)
+{
+    char *m = g_strdup_printf("%s %.200s not found", what, id);
+
+    jobq_req_error(rq, 404, "not_found", m, NULL);
+    g_free(m);
+}
+
 jobq_job *jobq_api_find_job(jobq_app *a, jobq_req *rq)
 {
     const char *id = jobq_req_param(rq, 0);
     jobq_job *j = jobq_engine_job(jobq_app_engine(a), id);
 
-    if (!j) {
-        GString *m = g_string_new(NULL);
-        g_string_printf(m, "job %.200s not found", id);
-        jobq_req_error(rq, 404, "not_found", m->str, NULL);
-        g_string_free(m, TRUE);
-    }
+    if (!j)
+        jobq_api_not_found(rq, "job", id);
     return j;
 }
 
@@ -208,11 +212,7 @@ jobq_queue *jobq_api_find_queue(jobq_app *a, jobq_req *rq)
     const char *name = jobq_req_param(rq, 0);
     jobq_queue *q = jobq_engine_queue(jobq_app_engine(a), name);
 
-    if (!q) {
-        GString *m = g_string_new(NULL);
-        g_string_printf(m, "queue %.200s not found", name);
-        jobq_req_error(rq, 404, "not_found", m->str, NULL);
-        g_string_free(m, TRUE);
-    }
+    if (!q)
+        jobq_api_not_found(rq, "queue", name);
     return q;
 }

@@ -27,12 +27,8 @@ static jobq_sched *find(jobq_app *a, jobq_req *rq)
     const char *id = jobq_req_param(rq, 0);
     jobq_sched *s = jobq_engine_sched(jobq_app_engine(a), id);
 
-    if (!s) {
-        GString *m = g_string_new(NULL);
-        g_string_printf(m, "schedule %.200s not found", id);
-        jobq_req_error(rq, 404, "not_found", m->str, NULL);
-        g_string_free(m, TRUE);
-    }
+    if (!s)
+        jobq_api_not_found(rq, "schedule", id);
     return s;
 }
 

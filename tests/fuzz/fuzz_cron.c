@@ -2,12 +2,12 @@
  * fuzz_cron.c — libFuzzer target for the cron matcher (src/util/cron.c).
  *
  * Input: byte 0 picks a zone, byte 1 a start time near a DST change (or an odd one), the
- * rest is the expression. Whatever parses is iterated a few fires, and each fire is checked:
- * it is after the previous one, on a whole second, and its local wall-clock time matches the
- * expression, unless it is the first instant after a spring-forward gap. In UTC (no gaps,
- * no repeats) every second between two fires is also checked not to match when they are
- * less than two hours apart. A violation aborts. The sanitizers catch the rest; the search's
- * own bound keeps every input finite.
+ * rest is the expression. Whatever parses must select some value in every field, and is
+ * iterated a few fires, each checked: it is after the previous one, on a whole second, and
+ * its local wall-clock time matches the expression, unless it is the first instant after a
+ * spring-forward gap. In UTC (no gaps, no repeats) every second between two fires is also
+ * checked not to match when they are less than two hours apart. A violation aborts. The
+ * sanitizers catch the rest; the search's own bound keeps every input finite.
  *
  *   make fuzz FUZZ_TIME=300        a long run (corpus in build-fuzz/corpus-cron)
  *   make fuzz-smoke                what `make test` runs: the seed corpus and a short run
@@ -75,6 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(why[0] != '\0', "refused without a reason", text, 0);
         return 0;
     }
+    /* an expression that parses selects at least one value in every field */
+    check(c.sec && c.min && c.hour && c.dom && c.mon && c.dow, "a field selects nothing", text, 0);
     for (int i = 0; i < 4; i++) {
         int64_t s, wall;
         t = jobq_cron_next(&c, tz, prev);
