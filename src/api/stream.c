@@ -5,7 +5,10 @@
  * is registered as one publish sink of the bus for all of them: each published event is
  * framed once (SSE: "id: N\ndata: JSON\n\n") and copied to every subscriber it matches. An
  * SSE buffer is read by the HTTP server's content reader as the socket takes it; a
- * WebSocket subscriber's messages queue in wslay. A subscriber more than `cap` bytes behind
+ * WebSocket subscriber's messages queue in wslay. SSE subscribers without a filter (the
+ * firehose: dashboards, `jobq events`) share one stream instead: each event is framed into
+ * a list of shared chunks once, and each of them keeps only its position in it, so ten
+ * of them cost one copy, not ten. A subscriber more than `cap` bytes behind
  * (a client that does not read) gets no more events: one final `overflow` event, then its
  * stream ends. The engine never waits for anyone.
  *
@@ -28,6 +31,7 @@
 
 #define DEFAULT_CAP (8u << 20)
 #define PING_MS 15000
+#define FLUSH_MS 10 /* SSE output is handed to the sockets at most this often */
 #define MAX_LIST 64    /* entries in a queues / types filter */
 #define WS_MAX_MSG 4096 /* subscribers send nothing but closes and pings */
 
@@ -37,16 +41,33 @@ typedef struct filter {
     char *job, *project, *group;
 } filter;
 
+/* A piece of the firehose: framed events, appended while it is the newest. A chunk lives
+ * while a subscriber's position is in it (refs) or it is the newest; chunks are freed from
+ * the oldest, so a subscriber can always step to `next`. */
+typedef struct chunk {
+    struct chunk *next;
+    uint64_t base; /* position of its first byte in the whole firehose */
+    int refs;
+    GString *s;
+} chunk;
+
 typedef struct sub {
     jobq_streams *st;
     jobq_req *rq; /* SSE, NULL once over */
     jobq_ws *ws;  /* WebSocket */
     filter f;
-    GString *buf; /* SSE: bytes not yet read by the server */
+    GString *buf; /* SSE: bytes not yet read by the server (a firehose subscriber: what
+                   * comes before its share of the firehose, and notes after it) */
     size_t off;   /* read position in buf */
     uint64_t last; /* seq of the last event given to it */
+    /* firehose subscribers */
+    chunk *at;         /* the chunk its position is in (a reference), NULL if none */
+    uint64_t pos, end; /* its position in the firehose; where its share ends once ending */
+    uint64_t start;    /* where it joined */
+    unsigned firehose : 1;
+    unsigned prefix_done : 1; /* buf's bytes from before it joined are sent */
     unsigned ending : 1; /* no more events: finish sending, then end */
-    unsigned live : 1;   /* in st->subs */
+    unsigned live : 1;   /* in st->subs, or st->fire for a firehose subscriber */
     GList link;
 } sub;
 
@@ -59,7 +80,16 @@ struct jobq_streams {
     GQueue subs;
     GString *frame; /* scratch: the SSE framing of the event being published */
     uv_timer_t ping;
+    uv_timer_t flush; /* wakes the SSE streams that have output: one write per socket per
+                       * FLUSH_MS however many batches were published, off the commit path */
+    int flush_armed;
     int stopping;
+    int closing; /* timers not yet closed */
+    /* the firehose shared by unfiltered SSE subscribers */
+    chunk *head, *cur; /* oldest and newest chunk */
+    uint64_t total;    /* bytes ever framed into it */
+    GQueue fire;       /* its live subscribers (they are not in subs) */
+    uint64_t fire_last; /* seq of the last event framed into it */
 };
 
 /* ---------------------------------------------------------------- filters */
@@ -190,8 +220,12 @@ bad:
 
 /* ---------------------------------------------------------------- delivery */
 
+static void chunk_unref(jobq_streams *st, chunk *c);
+
 static void sub_free(sub *s)
 {
+    if (s->at)
+        chunk_unref(s->st, s->at);
     filter_clear(&s->f);
     if (s->buf)
         g_string_free(s->buf, TRUE);
@@ -201,14 +235,89 @@ static void sub_free(sub *s)
 static void sub_unlink(sub *s)
 {
     if (s->live) {
-        g_queue_unlink(&s->st->subs, &s->link);
+        g_queue_unlink(s->firehose ? &s->st->fire : &s->st->subs, &s->link);
         s->live = 0;
     }
 }
 
 static size_t backlog(const sub *s)
 {
-    return s->ws ? jobq_ws_queued(s->ws) : s->buf->len - s->off;
+    if (s->ws)
+        return jobq_ws_queued(s->ws);
+    return s->buf->len - s->off + (s->firehose ? (size_t)(s->st->total - s->pos) : 0);
+}
+
+/* ---------------------------------------------------------------- the firehose */
+
+/* Frees the oldest chunks nobody reads any more (never the newest). */
+static void chunks_trim(jobq_streams *st)
+{
+    while (st->head && st->head != st->cur && st->head->refs == 0) {
+        chunk *c = st->head;
+        st->head = c->next;
+        g_string_free(c->s, TRUE);
+        g_free(c);
+    }
+}
+
+static void chunk_unref(jobq_streams *st, chunk *c)
+{
+    c->refs--;
+    chunks_trim(st);
+}
+
+/* The newest chunk, opened when there is none or the current one went to the sockets. */
+static chunk *chunk_open(jobq_streams *st)
+{
+    chunk *c;
+
+    if (st->cur)
+        return st->cur;
+    c = g_new0(chunk, 1);
+    c->base = st->total;
+    c->s = g_string_sized_new(64 * 1024);
+    if (st->head) {
+        chunk *t = st->head;
+        while (t->next)
+            t = t->next;
+        t->next = c;
+    } else {
+        st->head = c;
+    }
+    st->cur = c;
+    return c;
+}
+
+/* Copies up to max firehose bytes from s's position (up to `limit`) into buf. */
+static size_t firehose_read(sub *s, uint64_t limit, char *buf, size_t max)
+{
+    jobq_streams *st = s->st;
+    size_t n = 0;
+
+    while (n < max && s->pos < limit) {
+        chunk *c = s->at;
+        size_t in, take;
+
+        if (!c) { /* it joined before any chunk was opened: the oldest is its */
+            c = s->at = st->head;
+            c->refs++;
+        }
+        in = (size_t)(s->pos - c->base);
+        if (in == c->s->len) { /* this one is done: step to the next */
+            chunk *next = c->next;
+            next->refs++;
+            s->at = next;
+            chunk_unref(st, c);
+            continue;
+        }
+        take = MIN(c->s->len - in, max - n);
+        if (take > limit - s->pos)
+            take = (size_t)(limit - s->pos);
+        memcpy(buf + n, c->s->str + in, take);
+        n += take;
+        s->pos += take;
+    }
+    return n;
 }
 
 /* Sends a JSON object that is not a numbered event (gap, overflow). */
@@ -233,6 +342,7 @@ static void wake(sub *s)
 static void end_sub(sub *s)
 {
     s->ending = 1;
+    s->end = s->st->total; /* what the firehose holds now is still its */
     sub_unlink(s);
     if (s->ws)
         jobq_ws_close(s->ws, s->st->stopping ? 1001 : 1008,
@@ -250,6 +360,41 @@ static void overflow(sub *s)
 
     send_note(s, note, (size_t)n);
     end_sub(s);
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    jobq_streams *st = t->data;
+
+    st->flush_armed = 0;
+    if (st->cur && st->cur->s->len) /* the next events go into a new chunk */
+        st->cur = NULL;
+    for (GList *l = st->subs.head; l; l = l->next) {
+        sub *s = l->data;
+        if (s->rq && s->buf->len > s->off)
+            wake(s);
+    }
+    /* a firehose subscriber's lag is checked here, not per event: it keeps everything up to
+     * now, and at most FLUSH_MS of events more than the cap */
+    for (GList *l = st->fire.head, *next; l; l = next) {
+        sub *s = l->data;
+        next = l->next;
+        if (st->fire_last > s->last && st->total > s->start)
+            s->last = st->fire_last; /* the newest event framed since it joined */
+        if (backlog(s) > st->cap)
+            overflow(s);
+        else if (s->pos < st->total || s->buf->len > s->off)
+            wake(s);
+    }
+    chunks_trim(st);
+}
+
+static void arm_flush(jobq_streams *st)
+{
+    if (!st->flush_armed) {
+        st->flush_armed = 1;
+        uv_timer_start(&st->flush, on_flush, FLUSH_MS, 0);
+    }
 }
 
 /* Gives ev to s; `frame` is its SSE framing. */
@@ -270,7 +415,7 @@ static void deliver(sub *s, const jobq_event *ev, const GString *frame)
             s->off = 0;
         }
         jobq_jw_put(s->buf, frame->str, frame->len);
-        wake(s);
+        arm_flush(s->st);
     }
 }
 
@@ -290,6 +435,15 @@ static void on_publish(void *ud, const jobq_event *ev)
     GList *l, *next;
     int framed = 0;
 
+    if (st->fire.length) { /* framed once into the shared stream, nothing per subscriber */
+        chunk *c = chunk_open(st);
+        frame_event(st->frame, ev);
+        framed = 1;
+        jobq_jw_put(c->s, st->frame->str, st->frame->len);
+        st->total += st->frame->len;
+        st->fire_last = ev->seq;
+        arm_flush(st);
+    }
     for (l = st->subs.head; l; l = next) {
         sub *s = l->data;
         next = l->next;
@@ -345,14 +499,26 @@ static void replay(sub *s, uint64_t since)
 
 /* ---------------------------------------------------------------- SSE */
 
+/* Order: buf's bytes from before it joined the firehose (the opening comment, a replay),
+ * then its share of the firehose, then what buf got since (pings, the overflow note). */
 static long sse_read(void *ud, char *buf, size_t max)
 {
     sub *s = ud;
-    size_t n = s->buf->len - s->off;
+    size_t n;
 
+    if (s->firehose && s->prefix_done) {
+        n = firehose_read(s, s->ending ? s->end : s->st->total, buf, max);
+        if (n)
+            return (long)n;
+    }
+    n = s->buf->len - s->off;
     if (!n) {
         s->off = 0;
         g_string_truncate(s->buf, 0);
+        if (s->firehose && !s->prefix_done) {
+            s->prefix_done = 1;
+            return sse_read(ud, buf, max);
+        }
         return s->ending ? -1 : 0;
     }
     if (n > max)
@@ -410,9 +576,9 @@ void jobq_h_events(jobq_req *rq)
         return;
     }
     s->link.data = s;
-    g_queue_push_tail_link(&st->subs, &s->link);
     s->live = 1;
     if (jobq_ws_requested(rq)) {
+        g_queue_push_tail_link(&st->subs, &s->link);
         static const jobq_ws_handlers h = {ws_text, ws_closed};
         s->ws = jobq_ws_accept(rq, st->loop, WS_MAX_MSG, &h, s);
         if (!s->ws) { /* answered 400 */
@@ -428,6 +594,15 @@ void jobq_h_events(jobq_req *rq)
     /* a comment, so the client sees the stream open at once; reconnect after 1 s */
     g_string_append(s->buf, ": jobq events\nretry: 1000\n\n");
     s->rq = rq;
+    if (!s->f.queues && !s->f.types && !s->f.job && !s->f.project && !s->f.group) {
+        s->firehose = 1; /* it shares the firehose from here on */
+        g_queue_push_tail_link(&st->fire, &s->link);
+        s->at = chunk_open(st);
+        s->at->refs++;
+        s->pos = s->start = st->total;
+    } else {
+        g_queue_push_tail_link(&st->subs, &s->link);
+    }
     if (since >= 0)
         replay(s, (uint64_t)since);
     jobq_req_reply_stream(rq, 200, "text/event-stream", sse_read, sse_end, s);
@@ -435,17 +610,23 @@ void jobq_h_events(jobq_req *rq)
 
 /* ---------------------------------------------------------------- life */
 
-static void on_ping(uv_timer_t *t)
+static void ping_list(jobq_streams *st, GQueue *list)
 {
-    jobq_streams *st = t->data;
-
-    for (GList *l = st->subs.head; l; l = l->next) {
+    for (GList *l = list->head; l; l = l->next) {
         sub *s = l->data;
-        if (s->rq && s->buf->len == s->off) {
+        if (s->rq && s->buf->len == s->off && (!s->firehose || s->pos == st->total)) {
             g_string_append(s->buf, ": ping\n\n");
             wake(s);
         }
     }
+}
+
+static void on_ping(uv_timer_t *t)
+{
+    jobq_streams *st = t->data;
+
+    ping_list(st, &st->subs);
+    ping_list(st, &st->fire);
 }
 
 jobq_streams *jobq_streams_new(jobq_app *a, uv_loop_t *loop, size_t cap)
@@ -459,7 +640,10 @@ jobq_streams *jobq_streams_new(jobq_app *a, uv_loop_t *loop, size_t cap)
     st->cap = cap ? cap : DEFAULT_CAP;
     st->frame = g_string_sized_new(1024);
     g_queue_init(&st->subs);
+    g_queue_init(&st->fire);
     jobq_bus_add_sink(st->bus, &sink);
+    uv_timer_init(loop, &st->flush);
+    st->flush.data = st;
     uv_timer_init(loop, &st->ping);
     st->ping.data = st;
     uv_timer_start(&st->ping, on_ping, PING_MS, PING_MS);
@@ -474,7 +658,7 @@ void jobq_streams_start(jobq_streams *st, uint64_t first_seq)
 
 size_t jobq_streams_count(const jobq_streams *st)
 {
-    return st->subs.length;
+    return st->subs.length + st->fire.length;
 }
 
 void jobq_streams_stop(jobq_streams *st)
@@ -482,18 +666,31 @@ void jobq_streams_stop(jobq_streams *st)
     st->stopping = 1;
     while (st->subs.head)
         end_sub(st->subs.head->data);
+    while (st->fire.head)
+        end_sub(st->fire.head->data);
 }
 
-static void ping_closed(uv_handle_t *h)
+static void timer_closed(uv_handle_t *h)
 {
     jobq_streams *st = h->data;
 
+    if (--st->closing > 0)
+        return;
+    while (st->head) {
+        chunk *c = st->head;
+        st->head = c->next;
+        g_string_free(c->s, TRUE);
+        g_free(c);
+    }
     g_string_free(st->frame, TRUE);
     g_free(st);
 }
 
 void jobq_streams_free(jobq_streams *st)
 {
-    if (st)
-        uv_close((uv_handle_t *)&st->ping, ping_closed);
+    if (!st)
+        return;
+    st->closing = 2;
+    uv_close((uv_handle_t *)&st->ping, timer_closed);
+    uv_close((uv_handle_t *)&st->flush, timer_closed);
 }

@@ -342,14 +342,18 @@ int jobq_cli_events(const struct jobq_cli *cli, int argc, char **argv)
     s.cli = cli;
     s.on_event = print_event;
     s.ud = &count;
-    /* a tail: when the stream drops, come back from the last event seen */
+    /* a tail: when the stream drops, come back from the last event seen; once it has been
+     * open, a server that cannot be reached (restarting) is tried again every second */
     while (!interrupted) {
+        int ever = s.opened || s.last;
         rc = stream_run(&s, p.s);
-        if (rc || s.stopped || interrupted)
+        if (s.stopped || interrupted || (rc && !(ever && s.status == 0)))
             break;
         fprintf(stderr, "jobq: the event stream ended; reconnecting\n");
         sleep(1);
     }
+    if (interrupted)
+        rc = 0;
     stream_clear(&s);
     free(p.s);
     return rc;

@@ -264,6 +264,20 @@ def test_queue_events(srv, q):
     assert evs[0]["status"] == "paused" and "job" not in evs[0]
 
 
+def dechunk(body):
+    """The payload of a chunked body (as far as it goes)."""
+    out, pos = b"", 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return out
+        size = int(body[pos:eol].split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += body[eol + 2:eol + 2 + size]
+        pos = eol + 2 + size + 2
+
+
 def test_slow_subscriber_dropped_with_overflow(server_factory):
     srv = server_factory(["--event-buffer", "4096"])
     q = "slow"
@@ -288,7 +302,7 @@ def test_slow_subscriber_dropped_with_overflow(server_factory):
         if b"\r\n0\r\n\r\n" in buf:
             break
     sock.close()
-    text = buf.decode(errors="replace")
+    text = dechunk(buf.split(b"\r\n\r\n", 1)[1]).decode()
     datas = [json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: ")]
     assert datas and datas[-1]["type"] == "overflow", datas[-3:]
     seqs = [d["seq"] for d in datas[:-1]]
@@ -346,3 +360,28 @@ def test_open_streams_end_on_shutdown(server):
     assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(frame.data[:2], "big") == 1001
     s.close()
+
+
+def test_unfiltered_subscribers_share_the_stream(server):
+    """Subscribers without a filter share one framed stream: each still sees every event
+    from where it joined, in order, whatever the others do."""
+    q = "share"
+    since = last_seq(server, q)
+    a = SSE(server, f"/v1/events?since={since}")
+    server.enqueue_bulk(q, [{"data": i} for i in range(50)])
+    b = SSE(server, "/v1/events")  # live only: joins between the two bulks
+    jobs = server.enqueue_bulk(q, [{"data": i} for i in range(50, 100)])
+    c = SSE(server, f"/v1/events?since={since}")  # all of it, by replay
+    got_a = a.take(100)
+    got_b = b.take(50)
+    got_c = c.take(100)
+    for got in (got_a, got_b, got_c):
+        seqs = [e["seq"] for e in got]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert got_a == got_c
+    assert [e["job"] for e in got_b] == [j["id"] for j in jobs]
+    b.close()
+    server.enqueue(q, "after b left")
+    assert a.next()["seq"] == c.next()["seq"] == got_a[-1]["seq"] + 1
+    a.close()
+    c.close()
