@@ -56,8 +56,8 @@ typedef struct result_wait {
     jobq_req *rq;
     char *id;
     int64_t deadline;
-    int flow; /* id is a flow's: answered when the flow ends */
-    GList link; /* in a->results; data = this */
+    int flow;    /* id is a flow's: answered when the flow ends */
+    GList link;  /* in a->results; data = this */
     GList ilink; /* in its id's queue in a->job_waits or a->flow_waits; data = this */
 } result_wait;
 
@@ -752,10 +752,10 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->wait_inflight = g_array_new(FALSE, FALSE, sizeof(waiter));
     g_queue_init(&a->fetchers);
     g_queue_init(&a->results);
-    a->job_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                         (GDestroyNotify)g_queue_free);
-    a->flow_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                          (GDestroyNotify)g_queue_free);
+    a->job_waits =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_queue_free);
+    a->flow_waits =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_queue_free);
     a->host = g_strdup(cfg->listen_host);
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
