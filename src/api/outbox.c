@@ -281,6 +281,25 @@ static void delivery_free(delivery *d)
     g_free(d);
 }
 
+/* "log": every attempt made, as the document stores it and the API shows it. */
+static void put_log(const delivery *d, GString *o, int *first)
+{
+    jobq_jw_key(o, first, "log");
+    g_string_append_c(o, '[');
+    for (int i = 0; i < d->attempts && i < JOBQ_WEBHOOK_ATTEMPTS; i++) {
+        int f2 = 1;
+        if (i)
+            g_string_append_c(o, ',');
+        g_string_append_c(o, '{');
+        jobq_jw_kint(o, &f2, "at", d->log[i].at);
+        jobq_jw_kint(o, &f2, "code", d->log[i].code);
+        jobq_jw_kint(o, &f2, "ms", d->log[i].ms);
+        jobq_jw_kstr(o, &f2, "error", d->log[i].error);
+        g_string_append_c(o, '}');
+    }
+    g_string_append_c(o, ']');
+}
+
 /* Its document: the event while it is pending, its outcome always. A job webhook's
  * delivery carries the target itself (the job may be gone when it is resumed). */
 static void persist(jobq_webhooks *w, const delivery *d)
@@ -307,20 +326,8 @@ static void persist(jobq_webhooks *w, const delivery *d)
     jobq_jw_kint(o, &first, "created_at", d->created_at);
     jobq_jw_kint(o, &first, "next_at", d->next_at);
     jobq_jw_kint(o, &first, "finished_at", d->finished_at);
-    jobq_jw_key(o, &first, "log");
-    g_string_append_c(o, '[');
-    for (int i = 0; i < d->attempts && i < JOBQ_WEBHOOK_ATTEMPTS; i++) {
-        int f2 = 1;
-        if (i)
-            g_string_append_c(o, ',');
-        g_string_append_c(o, '{');
-        jobq_jw_kint(o, &f2, "at", d->log[i].at);
-        jobq_jw_kint(o, &f2, "code", d->log[i].code);
-        jobq_jw_kint(o, &f2, "ms", d->log[i].ms);
-        jobq_jw_kstr(o, &f2, "error", d->log[i].error);
-        g_string_append_c(o, '}');
-    }
-    g_string_append(o, "]}");
+    put_log(d, o, &first);
+    g_string_append_c(o, '}');
     jobq_engine_doc_put(w->e, "delivery", d->id, o->str);
     g_string_free(o, TRUE);
 }
@@ -828,20 +835,8 @@ static void render_delivery(const delivery *d, GString *o)
     jobq_jw_kts(o, &first, "next_attempt_at",
                 d->state == D_WAITING || d->state == D_HELD ? d->next_at : 0);
     jobq_jw_kts(o, &first, "finished_at", d->finished_at);
-    jobq_jw_key(o, &first, "log");
-    g_string_append_c(o, '[');
-    for (int i = 0; i <= last; i++) {
-        int f2 = 1;
-        if (i)
-            g_string_append_c(o, ',');
-        g_string_append_c(o, '{');
-        jobq_jw_kint(o, &f2, "at", d->log[i].at);
-        jobq_jw_kint(o, &f2, "code", d->log[i].code);
-        jobq_jw_kint(o, &f2, "ms", d->log[i].ms);
-        jobq_jw_kstr(o, &f2, "error", d->log[i].error);
-        g_string_append_c(o, '}');
-    }
-    g_string_append(o, "]}");
+    put_log(d, o, &first);
+    g_string_append_c(o, '}');
 }
 
 int jobq_webhooks_render(const jobq_webhooks *w, const char *id, GString *o)
