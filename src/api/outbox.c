@@ -4,7 +4,8 @@
  * A delivery's life:
  *   staged   made by stage() in the loop turn of the change, its document in the same
  *            batch; it waits for publish() (the batch is durable), since announcing a
- *            change a crash could undo would be a lie
+ *            change a crash could undo would be a lie (a held progress released before
+ *            its batch is durable waits here too)
  *   ready    in its target's FIFO, waiting for a slot (max_inflight in all, max_per_hook
  *            per target); targets with ready deliveries take turns (round robin), so one
  *            slow endpoint never holds another's deliveries
@@ -121,6 +122,7 @@ struct jobq_webhooks {
     int64_t dropped, last_drop_log; /* new deliveries refused by a full outbox */
     int64_t delivered, failed;      /* since start */
     uint64_t id_counter;
+    int64_t published; /* the last event seq whose batch is durable */
     uv_timer_t timer;
     int64_t timer_due; /* INT64_MAX: stopped */
     int64_t sweep_at;
@@ -581,9 +583,25 @@ static void arm(jobq_webhooks *w)
     uv_timer_start(&w->timer, on_timer, (uint64_t)(due > now ? due - now : 0), 0);
 }
 
+/* Joins w->staged in seq order (a held progress is older than what was staged since). */
+static void stage_sorted(jobq_webhooks *w, delivery *d)
+{
+    GList *l = w->staged.tail;
+
+    while (l && ((delivery *)l->data)->seq > d->seq)
+        l = l->prev;
+    d->state = D_STAGED;
+    if (l)
+        g_queue_insert_after_link(&w->staged, l, &d->link);
+    else
+        g_queue_push_head_link(&w->staged, &d->link);
+}
+
 /* A held progress whose window ended goes out now, as a delivery of its own. It was never
- * staged: it is written down here and sent without waiting for its batch (a lost one is
- * superseded by the job's next event anyway). */
+ * staged: it is written down here (a lost one is superseded by the job's next event
+ * anyway). Its event may be the last one of a batch not yet durable: then it waits for
+ * that batch like any staged delivery, since the change it announces could still be
+ * undone. */
 static void release_held(jobq_webhooks *w, delivery *d, int64_t now)
 {
     throttle *th = g_hash_table_lookup(d->t->throttle, d->job);
@@ -593,7 +611,10 @@ static void release_held(jobq_webhooks *w, delivery *d, int64_t now)
         th->last_at = now;
     }
     persist(w, d);
-    make_ready(w, d);
+    if (d->seq > w->published)
+        stage_sorted(w, d);
+    else
+        make_ready(w, d);
 }
 
 /* Forgets throttle entries whose window is over and job targets with nothing left. */
@@ -775,6 +796,7 @@ static void publish(void *ud, const jobq_event *ev)
 
     if (w->closed)
         return;
+    w->published = (int64_t)ev->seq;
     while ((l = g_queue_peek_head_link(&w->staged)) &&
            ((delivery *)l->data)->seq <= (int64_t)ev->seq) {
         g_queue_unlink(&w->staged, l);
