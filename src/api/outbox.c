@@ -127,7 +127,7 @@ struct jobq_webhooks {
     int64_t timer_due; /* INT64_MAX: stopped */
     int64_t sweep_at;
     GPtrArray *loaded; /* deliveries read by load_doc, placed by start() */
-    int started, closed, pumping;
+    int started, stopping, closed, pumping;
 };
 
 static void arm(jobq_webhooks *w);
@@ -506,7 +506,7 @@ static void pump(jobq_webhooks *w)
 {
     GList *l;
 
-    if (!w->started || w->closed || w->pumping)
+    if (!w->started || w->stopping || w->closed || w->pumping)
         return;
     w->pumping = 1; /* a POST that cannot start is reported at once, from inside this loop */
     while (jobq_sender_active(w->sender) < w->cfg.max_inflight &&
@@ -1169,6 +1169,12 @@ void jobq_webhooks_start(jobq_webhooks *w, int64_t now)
         fprintf(stderr, "jobqd: resuming %zu webhook deliveries\n", w->outbox);
     pump(w);
     arm(w);
+}
+
+void jobq_webhooks_stop(jobq_webhooks *w)
+{
+    if (w)
+        w->stopping = 1;
 }
 
 void jobq_webhooks_close(jobq_webhooks *w)

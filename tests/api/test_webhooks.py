@@ -597,3 +597,24 @@ def test_delivery_in_flight_at_kill9_is_sent_again(server_factory, receiver):
     [d] = settled(s, h["id"], 1)
     assert d["job"] == j["id"] and d["status"] == "delivered"
     assert {c["headers"]["X-Jobq-Delivery"] for c in slow.got("/k9")} == {d["id"]}
+
+
+def test_a_stop_while_deliveries_flow_leaves_the_rest_for_the_next_start(server_factory, receiver):
+    s = server_factory(FAST)
+    gate = threading.Event()
+    rec = receiver(gate=gate)
+    q = s.qname()
+    hooks = [add_hook(s, f"{rec.url}/drain{i}", ["job.created"], queues=[q]) for i in range(8)]
+    s.enqueue_bulk(q, [{"data": i} for i in range(125)])  # 1000 deliveries
+    wait_until(lambda: rec.waiting == 32, what="32 POSTs held by the endpoint")
+    gate.set()  # deliveries flow, 32 at a time
+    assert s.terminate() == 0, s.log_text()
+    # the stop started no new POST: most of the outbox is still pending, for the next start
+    assert len(rec.got()) < 1000
+    s.start()
+    assert "resuming" in s.log_text()
+    wait_until(lambda: len({c["headers"]["X-Jobq-Delivery"] for c in rec.got()}) == 1000,
+               timeout=30, what="every delivery after the restart")
+    for h in hooks:
+        wait_until(lambda: s.call("GET", f"/v1/webhooks/{h['id']}")["pending"] == 0,
+                   what="an empty outbox")
