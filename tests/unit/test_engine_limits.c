@@ -562,6 +562,27 @@ Test(limits, big_job_reserves_after_being_skipped)
     jobq_engine_free(e);
 }
 
+/* Fetches without a worker id share the "anonymous" worker: the second sees what the
+ * first one's job holds. */
+Test(limits, fetches_without_a_worker_id_count_what_anonymous_holds)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_resources *gpu1 = res("{\"gpu\": 1}");
+    jobq_job *a, *b, *out[4];
+
+    a = enq_json(e, "gpu", "{\"requires\": {\"gpu\": 1}}", T0);
+    b = enq_json(e, "gpu", "{\"requires\": {\"gpu\": 1}}", T0);
+    commit(e, T0);
+    cr_assert_eq(fetch_cap(e, "gpu", 4, NULL, gpu1, T0, out), 1);
+    cr_assert_eq(out[0], a);
+    cr_assert_eq(fetch_cap(e, "gpu", 4, NULL, gpu1, T0, out), 0, "the one gpu is taken");
+    complete_ok(e, a, T0);
+    cr_assert_eq(fetch_cap(e, "gpu", 4, NULL, gpu1, T0, out), 1);
+    cr_assert_eq(out[0], b);
+    jobq_resources_free(gpu1);
+    jobq_engine_free(e);
+}
+
 Test(limits, resources_parse_refuses_bad_maps)
 {
     const char *bad[] = {"[]", "{\"gpu\": -1}", "{\"gpu\": \"1\"}", "{\"\": 1}", NULL};
