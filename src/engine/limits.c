@@ -621,11 +621,19 @@ void jobq_group_ready(jobq_engine *e, jobq_job *j)
     }
     x->slot = s;
     {
-        /* by seq; a new job goes last, a retried one walks back to its place (a list, not a
-         * tree: no allocation per job, and the first job is one load away) */
-        jobq_job *after = s->last;
-        while (after && after->seq > j->seq)
+        /* by seq (a list, not a tree: no allocation per job, and the first job is one load
+         * away). The place is sought from both ends at once: a new job goes last at once,
+         * and a retried or released one, whose seq is old, is found near the front instead
+         * of walking back through a big group's whole backlog. */
+        jobq_job *after = s->last, *front = s->first;
+        while (after && after->seq > j->seq) {
+            if (front->seq > j->seq) { /* everything before front is older than j */
+                after = front->x->gprev;
+                break;
+            }
+            front = front->x->gnext;
             after = after->x->gprev;
+        }
         x->gprev = after;
         x->gnext = after ? after->x->gnext : s->first;
         if (x->gnext)
