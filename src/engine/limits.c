@@ -587,12 +587,10 @@ static jobq_group *group_get(jobq_engine *e, jobq_queue *q, const char *name)
 }
 
 /* Frees g once nothing refers to it: no ready job, none active. */
-static int group_gc(jobq_queue *q, jobq_group *g)
+static void group_gc(jobq_queue *q, jobq_group *g)
 {
-    if (g->slots || g->active)
-        return 0;
-    g_hash_table_remove(q->groups, g->name);
-    return 1;
+    if (!g->slots && !g->active)
+        g_hash_table_remove(q->groups, g->name);
 }
 
 void jobq_group_ready(jobq_engine *e, jobq_job *j)
@@ -683,8 +681,10 @@ void jobq_group_unready(jobq_engine *e, jobq_job *j)
     } else if (was_first && !q->rr && s->in_line) {
         line_rekey(s);
     }
-    if (!x->gcounted && group_gc(q, g))
+    if (!x->gcounted) { /* not going active: j no longer belongs to the group's index */
+        group_gc(q, g);
         x->grp = NULL;
+    }
 }
 
 jobq_job *jobq_fair_head(jobq_queue *q)
@@ -860,8 +860,11 @@ void jobq_left_active(jobq_engine *e, jobq_job *j, int64_t now)
         g->active--;
         if (g->saturated)
             notify |= group_refresh(e, q, g);
-        if (group_gc(q, g))
-            x->grp = NULL;
+        group_gc(q, g);
+        /* x->grp holds only while j is ready or counted: a job that waits elsewhere
+         * (retrying, delayed, final) must not keep a group that may be freed meanwhile,
+         * e.g. when the queue stops grouping; it is set again when j is ready */
+        x->grp = NULL;
     }
     if (x && x->charged) {
         jobq_worker *w = g_hash_table_lookup(e->workers, x->worker);
