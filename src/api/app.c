@@ -58,6 +58,7 @@ typedef struct result_wait {
     int64_t deadline;
     int flow; /* id is a flow's: answered when the flow ends */
     GList link; /* in a->results; data = this */
+    GList ilink; /* in its id's queue in a->job_waits or a->flow_waits; data = this */
 } result_wait;
 
 struct jobq_app {
@@ -82,6 +83,8 @@ struct jobq_app {
     /* parked */
     GQueue fetchers;
     GQueue results;
+    /* the same waiters by id (id → GQueue*): a job's end finds its own waiters, not all */
+    GHashTable *job_waits, *flow_waits;
     int any_ready;
     int stopping;
     int abandoned;        /* stopped with changes the failing store never took */
@@ -444,9 +447,20 @@ static void result_reply(jobq_app *a, jobq_req *rq, const char *id, int flow)
     jobq_api_result(rq, j);
 }
 
+static GHashTable *wait_index(jobq_app *a, int flow)
+{
+    return flow ? a->flow_waits : a->job_waits;
+}
+
 static void result_wait_free(jobq_app *a, result_wait *w)
 {
+    GHashTable *idx = wait_index(a, w->flow);
+    GQueue *ws = g_hash_table_lookup(idx, w->id);
+
     g_queue_unlink(&a->results, &w->link);
+    g_queue_unlink(ws, &w->ilink);
+    if (!ws->length)
+        g_hash_table_remove(idx, w->id);
     g_free(w->id);
     g_free(w);
 }
@@ -466,6 +480,8 @@ void jobq_app_park_result(jobq_app *a, jobq_req *rq, const char *id, int64_t dea
 void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int64_t deadline)
 {
     result_wait *w = g_new0(result_wait, 1);
+    GHashTable *idx = wait_index(a, flow);
+    GQueue *ws = g_hash_table_lookup(idx, id);
 
     w->flow = flow;
     w->rq = rq;
@@ -473,6 +489,12 @@ void jobq_app_park_wait(jobq_app *a, jobq_req *rq, const char *id, int flow, int
     w->deadline = deadline;
     w->link.data = w;
     g_queue_push_tail_link(&a->results, &w->link);
+    if (!ws) {
+        ws = g_queue_new();
+        g_hash_table_insert(idx, g_strdup(id), ws);
+    }
+    w->ilink.data = w;
+    g_queue_push_tail_link(ws, &w->ilink);
     jobq_req_park(rq, on_result_gone, w);
     if (deadline < a->park_due)
         arm_park_timer(a);
@@ -488,44 +510,41 @@ static void finish_flow_result(jobq_app *a, jobq_req *rq)
     result_reply(a, rq, jobq_req_data(rq), 1);
 }
 
-/* A job became final: its result waiters are answered once that change is durable. */
-static void engine_final(void *ud, jobq_job *j, int deleted)
+/* Answers every waiter of id (a job's or a flow's) once the changes so far are durable;
+ * a deleted job's at once. */
+static void wake_waiters(jobq_app *a, const char *id, int flow, int deleted)
 {
-    jobq_app *a = ud;
-    GList *l, *next;
+    GQueue *ws;
 
-    if (!a->results.length)
-        return;
-    for (l = a->results.head; l; l = next) {
-        result_wait *w = l->data;
+    while ((ws = g_hash_table_lookup(wait_index(a, flow), id))) {
+        result_wait *w = ws->head->data;
         jobq_req *rq = w->rq;
-        next = l->next;
-        if (w->flow) { /* the job's end may have ended its flow */
-            const char *fid = jobq_job_flow_id(j);
-            jobq_flow *f = fid && strcmp(fid, w->id) == 0 ? jobq_engine_flow(a->e, fid) : NULL;
-            if (f && jobq_flow_final(f)) {
-                waiter wt = {rq, finish_flow_result, NULL, NULL};
-                jobq_req_set_data(rq, g_strdup(w->id), g_free);
-                g_queue_unlink(&a->results, &w->link);
-                g_free(w->id);
-                g_free(w);
-                g_array_append_val(a->wait_next, wt); /* already parked */
-            }
-            continue;
-        }
-        if (strcmp(w->id, jobq_job_id(j)) != 0)
-            continue;
         jobq_req_set_data(rq, g_strdup(w->id), g_free);
-        g_queue_unlink(&a->results, &w->link);
-        g_free(w->id);
-        g_free(w);
+        result_wait_free(a, w); /* may free ws: looked up again */
         if (deleted) {
             jobq_req_error(rq, 404, "not_found", "job deleted", NULL);
         } else {
-            waiter wt = {rq, finish_result, NULL, NULL};
+            waiter wt = {rq, flow ? finish_flow_result : finish_result, NULL, NULL};
             g_array_append_val(a->wait_next, wt); /* already parked */
         }
     }
+}
+
+/* A job became final: its result waiters are answered once that change is durable, and so
+ * are its flow's if the job's end ended the flow. */
+static void engine_final(void *ud, jobq_job *j, int deleted)
+{
+    jobq_app *a = ud;
+    const char *fid;
+    jobq_flow *f;
+
+    if (!a->results.length)
+        return;
+    fid = jobq_job_flow_id(j);
+    if (fid && g_hash_table_contains(a->flow_waits, fid) && (f = jobq_engine_flow(a->e, fid)) &&
+        jobq_flow_final(f))
+        wake_waiters(a, jobq_flow_id(f), 1, 0);
+    wake_waiters(a, jobq_job_id(j), 0, deleted);
 }
 
 static void on_park_timer(uv_timer_t *t)
@@ -733,6 +752,10 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->wait_inflight = g_array_new(FALSE, FALSE, sizeof(waiter));
     g_queue_init(&a->fetchers);
     g_queue_init(&a->results);
+    a->job_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                         (GDestroyNotify)g_queue_free);
+    a->flow_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify)g_queue_free);
     a->host = g_strdup(cfg->listen_host);
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);
@@ -908,6 +931,8 @@ void jobq_app_free(jobq_app *a)
     jobq_wsworkers_free(a->wsworkers);
     g_array_free(a->wait_next, TRUE);
     g_array_free(a->wait_inflight, TRUE);
+    g_hash_table_destroy(a->job_waits);
+    g_hash_table_destroy(a->flow_waits);
     jobq_idem_free(a->idem);
     g_free(a->host);
     g_free(a->data_dir);

@@ -40,6 +40,7 @@ typedef struct wconn {
     size_t nq;
     int64_t credit;
     int release_on_close;
+    jobq_resources *capacity; /* from the last fetch that gave one, or NULL */
     GHashTable *held; /* job id → lease: pushed and not finished through this socket */
     GList link;       /* in w->conns */
 } wconn;
@@ -60,6 +61,7 @@ static void conn_unref(wconn *c)
         g_free(c->queues[i]);
     g_free(c->queues);
     g_free(c->worker);
+    jobq_resources_free(c->capacity);
     g_hash_table_destroy(c->held);
     g_free(c);
 }
@@ -180,7 +182,8 @@ static void push(wconn *c, size_t max)
         max = (size_t)c->credit;
     now = jobq_app_now();
     jobs = g_new(jobq_job *, max);
-    n = jobq_engine_fetch(e, (const char *const *)c->queues, c->nq, max, c->worker, now, jobs);
+    n = jobq_engine_fetch_fit(e, (const char *const *)c->queues, c->nq, max, c->worker,
+                              c->capacity, now, jobs);
     for (size_t i = 0; i < n; i++) {
         GString *o = g_string_sized_new(1024);
         char lease[17];
@@ -235,7 +238,9 @@ static char *dump(const json_t *v)
 
 static void do_fetch(wconn *c, const msg *m)
 {
-    static const char *const keys[] = {"queues", "credit", "worker", "release_on_close", NULL};
+    static const char *const keys[] = {"queues",           "credit",   "worker",
+                                       "release_on_close", "capacity", NULL};
+    jobq_resources *cap = NULL;
     json_t *qs = json_object_get(m->body, "queues"), *cr = json_object_get(m->body, "credit"),
            *wk = json_object_get(m->body, "worker"),
            *rel = json_object_get(m->body, "release_on_close"), *x;
@@ -270,6 +275,15 @@ static void do_fetch(wconn *c, const msg *m)
     if (rel && !json_is_boolean(rel)) {
         bad_field(c, m->id, "release_on_close", "must be true or false");
         return;
+    }
+    if (json_object_get(m->body, "capacity")) {
+        const char *why;
+        if (!(cap = jobq_resources_parse(json_object_get(m->body, "capacity"), &why))) {
+            bad_field(c, m->id, "capacity", why);
+            return;
+        }
+        jobq_resources_free(c->capacity); /* a fetch that gives one replaces the last */
+        c->capacity = cap;
     }
     if (qs) {
         for (i = 0; i < c->nq; i++)

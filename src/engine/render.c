@@ -7,9 +7,27 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "engine/internal.h"
 #include "util/jsonw.h"
+
+/* The key of parent `id` (the job p, NULL when removed) in a child's `parents`: its ref
+ * within the child's flow, else its id. */
+static const char *parent_key(const jobq_orch *oc, const jobq_job *p, const char *id)
+{
+    const jobq_orch *po = p && p->x ? p->x->orch : NULL;
+    const jobq_flow *f = oc->flow;
+
+    if (!f)
+        return id;
+    if (po && po->ref && po->flow == f)
+        return po->ref;
+    for (size_t i = 0; !p && i < f->n; i++) /* removed: the flow still knows its ref */
+        if (strcmp(f->ids[i], id) == 0)
+            return f->refs[i];
+    return id;
+}
 
 /* A fetched job's parents' results, keyed the way depends_on named them: by ref within a
  * flow, by id otherwise. A parent removed meanwhile gives null. */
@@ -19,10 +37,8 @@ static void render_parents(const jobq_engine *e, const jobq_orch *oc, GString *o
     g_string_append_c(o, '{');
     for (size_t k = 0; k < oc->nparents; k++) {
         const jobq_job *p = jobq_engine_job(e, oc->parents[k]);
-        const jobq_orch *po = p && p->x ? p->x->orch : NULL;
         int f2 = (k == 0);
-        jobq_jw_key(o, &f2,
-                    po && po->ref && oc->flow && po->flow == oc->flow ? po->ref : oc->parents[k]);
+        jobq_jw_key(o, &f2, parent_key(oc, p, oc->parents[k]));
         g_string_append(o, p && p->x && p->x->result ? p->x->result : "null");
     }
     g_string_append_c(o, '}');

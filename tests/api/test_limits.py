@@ -353,3 +353,37 @@ def test_cli_worker_capacity_runs_only_what_fits(server, tmp_path):
                     int((tmp_path / f"end.{i}").read_text())) for i in ids)
     for (s0, e0), (s1, _) in zip(spans, spans[1:]):
         assert s1 >= e0, "two gpu jobs ran at once on a one-gpu worker"
+
+
+def test_websocket_worker_capacity(srv, q):
+    import websocket
+    big = srv.enqueue(q, requires={"gpu": 2})
+    small = srv.enqueue(q, requires={"gpu": 1})
+    other = srv.enqueue(q, requires={"gpu": 1})
+    ws = websocket.create_connection(f"ws://{srv.host}:{srv.port}/v1/worker", timeout=10)
+    try:
+        ws.send(json.dumps({"op": "fetch", "id": 1, "queues": [q], "credit": 5,
+                            "worker": "ws-gpu", "capacity": {"gpu": 1}}))
+        pushed = []
+        while True:
+            m = json.loads(ws.recv())
+            if m["op"] == "fetch":
+                break
+            pushed.append(m["job"])
+        assert [j["id"] for j in pushed] == [small["id"]], "one gpu: one 1-gpu job, never big"
+        j = pushed[0]
+        ws.send(json.dumps({"op": "complete", "id": 2, "job": j["id"], "lease": j["lease"]}))
+        got = None  # the complete's reply and the next push may come in either order
+        while got is None or got["op"] != "job":
+            got = json.loads(ws.recv())
+        assert got["job"]["id"] == other["id"], "its gpu free again: the next job that fits"
+        ws.send(json.dumps({"op": "fetch", "id": 3, "capacity": {"gpu": -1}}))
+        while True:
+            m = json.loads(ws.recv())
+            if m.get("id") == 3:
+                break
+        assert m["op"] == "error" and m["id"] == 3, m
+        assert m["error"]["details"]["field"] == "capacity", m
+    finally:
+        ws.close()
+    assert srv.job(big["id"])["state"] == "waiting"

@@ -522,6 +522,45 @@ def test_flow_wait_until_it_ends(srv):
     assert got["g"]["state"] == "cancelled"
 
 
+def test_many_waiters_each_answered_by_its_own_end(srv):
+    s = srv
+    q = s.qname()
+    one, two, gone = (s.enqueue(q, {"n": n})["id"] for n in (1, 2, 3))
+    f = s.call("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q}]}, 201)
+    got = {}
+
+    def wait(key, path):
+        got[key] = s.request("GET", path, timeout=40)
+
+    waits = {"one-a": f"/v1/jobs/{one}/result?wait_ms=30000",
+             "one-b": f"/v1/jobs/{one}/result?wait_ms=30000",
+             "two": f"/v1/jobs/{two}/result?wait_ms=30000",
+             "gone": f"/v1/jobs/{gone}/result?wait_ms=30000",
+             "flow": f"/v1/flows/{f['id']}?wait_ms=30000",
+             "short": f"/v1/jobs/{two}/result?wait_ms=100"}
+    threads = [threading.Thread(target=wait, args=kv) for kv in waits.items()]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # let them park (the answers below hold either way)
+    assert s.request("DELETE", f"/v1/jobs/{gone}").status == 204
+    by_n = {}
+    for _ in range(3):
+        j = s.fetch_until(q)
+        by_n[json.dumps(j["data"])] = j
+    s.complete(by_n['{"n": 1}'], "r1")
+    s.complete(by_n["null"], "ra")
+    s.complete(by_n['{"n": 2}'], "r2")
+    for t in threads:  # each is answered by its job's end, long before its wait runs out
+        t.join(15)
+        assert not t.is_alive()
+    assert got["one-a"].json["result"] == "r1" and got["one-b"].json["result"] == "r1"
+    assert got["two"].json["result"] == "r2"
+    assert got["gone"].status == 404
+    assert got["flow"].json["state"] == "completed"
+    assert got["flow"].json["stages"]["a"]["result"] == "ra"
+    assert got["short"].status == 200 and got["short"].json["id"] == two
+
+
 def test_review_and_flow_events_reach_a_webhook(srv):
     from test_webhooks import Receiver
     s = srv

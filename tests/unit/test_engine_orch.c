@@ -860,3 +860,27 @@ Test(orch, retention_goes_past_many_kept_parents)
                   jobq_queue_count(q, JOBQ_COMPLETED));
     jobq_engine_free(e);
 }
+
+/* A flow parent removed by hand before its child runs: the child finds null under its ref. */
+Test(orch, a_removed_flow_parent_is_null_under_its_ref)
+{
+    jobq_engine *e = eng_new(NULL, 27);
+    jobq_flow *f = flow_ok(e,
+                           "{\"jobs\":[{\"ref\":\"a\",\"queue\":\"q\"},"
+                           "{\"ref\":\"b\",\"queue\":\"q2\",\"depends_on\":[\"a\"]}]}",
+                           T0);
+    jobq_job *a = member(e, f, "a"), *b = member(e, f, "b");
+    json_t *o;
+
+    commit(e, T0);
+    complete_ok(e, fetch1(e, "q", T0), T0 + 1);
+    cr_assert_eq(jobq_engine_job_delete(e, a, T0 + 1), 0);
+    commit(e, T0 + 1);
+    cr_assert_eq(fetch1(e, "q2", T0 + 2), b);
+    o = job_json(e, b, T0 + 2);
+    cr_assert(json_is_null(json_object_get(json_object_get(o, "parents"), "a")), "%s",
+              json_dumps(json_object_get(o, "parents"), 0));
+    cr_assert_eq(json_object_size(json_object_get(o, "parents")), 1);
+    json_decref(o);
+    jobq_engine_free(e);
+}
