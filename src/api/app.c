@@ -56,8 +56,8 @@ typedef struct result_wait {
     jobq_req *rq;
     char *id;
     int64_t deadline;
-    int flow; /* id is a flow's: answered when the flow ends */
-    GList link; /* in a->results; data = this */
+    int flow;    /* id is a flow's: answered when the flow ends */
+    GList link;  /* in a->results; data = this */
     GList ilink; /* in its id's queue in a->job_waits or a->flow_waits; data = this */
 } result_wait;
 
@@ -530,6 +530,25 @@ static void wake_waiters(jobq_app *a, const char *id, int flow, int deleted)
     }
 }
 
+/* Answers the waiters of every flow that has ended (or is gone). Rare: only when a live job
+ * is removed (DELETE, a queue's delete or clean), which no longer names its flow. */
+static void wake_ended_flows(jobq_app *a)
+{
+    GPtrArray *ended = g_ptr_array_new_with_free_func(g_free);
+    GHashTableIter it;
+    gpointer k;
+
+    g_hash_table_iter_init(&it, a->flow_waits);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        jobq_flow *f = jobq_engine_flow(a->e, k);
+        if (!f || jobq_flow_final(f))
+            g_ptr_array_add(ended, g_strdup(k));
+    }
+    for (guint i = 0; i < ended->len; i++)
+        wake_waiters(a, g_ptr_array_index(ended, i), 1, 0);
+    g_ptr_array_free(ended, TRUE);
+}
+
 /* A job became final: its result waiters are answered once that change is durable, and so
  * are its flow's if the job's end ended the flow. */
 static void engine_final(void *ud, jobq_job *j, int deleted)
@@ -544,6 +563,8 @@ static void engine_final(void *ud, jobq_job *j, int deleted)
     if (fid && g_hash_table_contains(a->flow_waits, fid) && (f = jobq_engine_flow(a->e, fid)) &&
         jobq_flow_final(f))
         wake_waiters(a, jobq_flow_id(f), 1, 0);
+    if (deleted && !jobq_state_final(jobq_job_state(j)) && g_hash_table_size(a->flow_waits))
+        wake_ended_flows(a); /* a removed live job is out of its flow already: may have ended it */
     wake_waiters(a, jobq_job_id(j), 0, deleted);
 }
 
@@ -752,10 +773,10 @@ jobq_app *jobq_app_new(uv_loop_t *loop, const jobq_app_config *cfg, int *exit_co
     a->wait_inflight = g_array_new(FALSE, FALSE, sizeof(waiter));
     g_queue_init(&a->fetchers);
     g_queue_init(&a->results);
-    a->job_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                         (GDestroyNotify)g_queue_free);
-    a->flow_waits = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                          (GDestroyNotify)g_queue_free);
+    a->job_waits =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_queue_free);
+    a->flow_waits =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_queue_free);
     a->host = g_strdup(cfg->listen_host);
     a->settings = cfg->settings ? cfg->settings : jobq_settings_new();
     a->data_dir = g_strdup(cfg->data_dir);

@@ -343,16 +343,10 @@ int jobq_settings_apply_queues(jobq_settings *s, jobq_engine *e, int64_t now, ch
         jobq_queue_opts o;
         int rc;
 
-        jobq_queue_opts_default(&o);
-        if (q) { /* as a PATCH: a partial "defaults" keeps the rest */
-            jobq_backoff_unref(o.defaults.backoff);
-            o.defaults = jobq_queue_options(q)->defaults;
-            jobq_backoff_ref(o.defaults.backoff);
-            o.keep_completed = jobq_queue_options(q)->keep_completed;
-            o.keep_failed = jobq_queue_options(q)->keep_failed;
-            o.alert_backlog = jobq_queue_options(q)->alert_backlog;
-            o.alert_error_rate = jobq_queue_options(q)->alert_error_rate;
-        }
+        if (q) /* as a PATCH: a partial "defaults" or "alert" keeps the rest */
+            jobq_queue_opts_for_patch(&o, jobq_queue_options(q));
+        else
+            jobq_queue_opts_default(&o);
         rc = jobq_queue_opts_parse(qo, &o, NULL, &f, &w);
         if (rc == 0)
             rc = q ? jobq_engine_queue_patch(e, q, &o, now)

@@ -19,7 +19,7 @@
 #include "api/api.h"
 
 #define MAX_STAGES 100
-#define MAX_PIPELINES 1000 /* templates are kept in memory: a client cannot grow them without end */
+#define MAX_PIPELINES 1000 /* kept in memory: a client cannot grow them without end */
 
 struct jobq_pipelines {
     GHashTable *byname; /* name (owned) → json_t template (owned) */
@@ -240,8 +240,7 @@ void jobq_h_pipeline_put(jobq_req *rq)
         json_decref(t);
         return;
     }
-    if (!g_hash_table_contains(p->byname, name) &&
-        g_hash_table_size(p->byname) >= MAX_PIPELINES) {
+    if (!g_hash_table_contains(p->byname, name) && g_hash_table_size(p->byname) >= MAX_PIPELINES) {
         jobq_req_error(rq, 409, "conflict", "at most 1000 pipelines; delete one first", NULL);
         json_decref(t);
         return;

@@ -146,19 +146,8 @@ void jobq_h_queue_patch(jobq_req *rq)
     body = jobq_api_body(rq, 1);
     if (!body)
         return;
-    /* start from the queue's own values so a partial "defaults" keeps the rest */
-    jobq_queue_opts_default(&o);
-    jobq_backoff_unref(o.defaults.backoff);
-    o.defaults = jobq_queue_options(q)->defaults;
-    jobq_backoff_ref(o.defaults.backoff);
-    o.keep_completed = jobq_queue_options(q)->keep_completed;
-    o.keep_failed = jobq_queue_options(q)->keep_failed;
-    o.alert_backlog = jobq_queue_options(q)->alert_backlog;
-    o.alert_error_rate = jobq_queue_options(q)->alert_error_rate;
-    o.alert_paused_ms = jobq_queue_options(q)->alert_paused_ms;
-    o.alert_idle_ms = jobq_queue_options(q)->alert_idle_ms;
-    o.alert_utilization = jobq_queue_options(q)->alert_utilization;
-    o.alert_processing_p95_ms = jobq_queue_options(q)->alert_processing_p95_ms;
+    /* start from the queue's own values so a partial "defaults" or "alert" keeps the rest */
+    jobq_queue_opts_for_patch(&o, jobq_queue_options(q));
     if (json_object_get(body, "name")) {
         jobq_api_bad_field(rq, "name", "a queue cannot be renamed");
         goto out;

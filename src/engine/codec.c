@@ -470,6 +470,22 @@ void jobq_queue_opts_clear(jobq_queue_opts *o)
     memset(o, 0, sizeof *o);
 }
 
+void jobq_queue_opts_for_patch(jobq_queue_opts *o, const jobq_queue_opts *cur)
+{
+    jobq_queue_opts_default(o);
+    jobq_backoff_unref(o->defaults.backoff);
+    o->defaults = cur->defaults;
+    jobq_backoff_ref(o->defaults.backoff);
+    o->keep_completed = cur->keep_completed;
+    o->keep_failed = cur->keep_failed;
+    o->alert_backlog = cur->alert_backlog;
+    o->alert_error_rate = cur->alert_error_rate;
+    o->alert_paused_ms = cur->alert_paused_ms;
+    o->alert_idle_ms = cur->alert_idle_ms;
+    o->alert_utilization = cur->alert_utilization;
+    o->alert_processing_p95_ms = cur->alert_processing_p95_ms;
+}
+
 static int parse_keep(const json_t *v, jobq_keep *k)
 {
     const char *key;

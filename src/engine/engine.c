@@ -1075,7 +1075,10 @@ size_t jobq_engine_fetch_fit(jobq_engine *e, const char *const *queues, size_t n
                              jobq_job **out)
 {
     jobq_queue *qs[64];
-    jobq_worker *w = cap && worker ? g_hash_table_lookup(e->workers, worker) : NULL;
+    /* a fetch without a worker id runs its jobs as "anonymous" (activate): its resources
+     * are that one's */
+    const char *wid = worker ? worker : "anonymous";
+    jobq_worker *w = cap ? g_hash_table_lookup(e->workers, wid) : NULL;
     size_t n = 0, m = 0;
 
     for (size_t i = 0; i < nq && m < 64; i++) {
@@ -1105,7 +1108,7 @@ size_t jobq_engine_fetch_fit(jobq_engine *e, const char *const *queues, size_t n
         if (best->q->gated)
             jobq_dispatched(e, best->q, best, now);
         if (cap && !w)
-            w = g_hash_table_lookup(e->workers, worker ? worker : "anonymous");
+            w = g_hash_table_lookup(e->workers, wid);
         out[n++] = best;
     }
     return n;

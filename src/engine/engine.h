@@ -151,6 +151,10 @@ typedef struct jobq_queue_opts {
 /* Fills `o` with the shipped defaults (set = 0). jobq_queue_opts_clear frees owned fields. */
 void jobq_queue_opts_default(jobq_queue_opts *o);
 void jobq_queue_opts_clear(jobq_queue_opts *o);
+/* Fills `o` for a PATCH of a queue whose options are `cur`: defaults, except the objects a
+ * patch may give in part ("defaults", "keep_completed", "keep_failed", "alert"), which start
+ * from cur so their unnamed keys keep their values. */
+void jobq_queue_opts_for_patch(jobq_queue_opts *o, const jobq_queue_opts *cur);
 
 /* Parses a queue create/patch body (or a stored config) into `o`, which must have been
  * filled by jobq_queue_opts_default. Known keys only; on error returns JOBQ_EINVAL with

@@ -378,6 +378,7 @@ void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set);
 void jobq_limits_queue_deleted(jobq_engine *e, jobq_queue *q);
 int jobq_gate_open(jobq_engine *e, jobq_queue *q, int64_t now);
 void jobq_dispatched(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now);
+void jobq_rate_load_done(jobq_engine *e, int64_t now); /* rate windows from stored starts */
 jobq_job *jobq_fair_head(jobq_queue *q);
 jobq_job *jobq_fit_pick(jobq_engine *e, jobq_queue *q, jobq_worker *w,
                         const jobq_resources *cap, jobq_job **passed);

@@ -247,27 +247,71 @@ int jobq_gate_open(jobq_engine *e, jobq_queue *q, int64_t now)
     return 1;
 }
 
+/* Records a dispatch at `at` in q's window (times come in ascending order). */
+static void rate_record(jobq_queue *q, int64_t at)
+{
+    if (q->rate_len == q->rate_cap) {
+        /* grow the ring (at most rate_max entries), keeping its order */
+        size_t cap = q->rate_cap ? q->rate_cap * 2 : 16;
+        int64_t *r;
+        if (cap > (size_t)q->o.rate_max)
+            cap = (size_t)q->o.rate_max;
+        r = g_new(int64_t, cap);
+        for (size_t i = 0; i < q->rate_len; i++)
+            r[i] = q->rate_ring[(q->rate_head + i) % q->rate_cap];
+        g_free(q->rate_ring);
+        q->rate_ring = r;
+        q->rate_head = 0;
+        q->rate_cap = cap;
+    }
+    q->rate_ring[(q->rate_head + q->rate_len) % q->rate_cap] = at;
+    q->rate_len++;
+}
+
+static gint i64_cmp(gconstpointer a, gconstpointer b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* After a restart each rate window starts from the start times the store holds (every job's
+ * latest attempt), so a restart in the middle of a full window does not open it early. */
+void jobq_rate_load_done(jobq_engine *e, int64_t now)
+{
+    GHashTable *starts = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)g_array_unref);
+    GHashTableIter it;
+    gpointer k, v;
+
+    for (jobq_link *l = e->all.head.next; l != &e->all.head; l = l->next) {
+        jobq_job *j = JOB_OF_ALINK(l);
+        jobq_queue *q = j->q;
+        GArray *a;
+        if (q->o.rate_per_ms <= 0 || !j->x || j->x->started_at <= now - q->o.rate_per_ms ||
+            j->x->started_at > now)
+            continue;
+        a = g_hash_table_lookup(starts, q);
+        if (!a)
+            g_hash_table_insert(starts, q, a = g_array_new(FALSE, FALSE, sizeof(int64_t)));
+        g_array_append_val(a, j->x->started_at);
+    }
+    g_hash_table_iter_init(&it, starts);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        jobq_queue *q = k;
+        GArray *a = v;
+        g_array_sort(a, i64_cmp);
+        for (guint i = a->len > (guint)q->o.rate_max ? a->len - (guint)q->o.rate_max : 0;
+             i < a->len; i++)
+            rate_record(q, g_array_index(a, int64_t, i));
+    }
+    g_hash_table_destroy(starts);
+}
+
 void jobq_dispatched(jobq_engine *e, jobq_queue *q, jobq_job *j, int64_t now)
 {
     (void)e;
-    if (q->o.rate_per_ms > 0) {
-        if (q->rate_len == q->rate_cap) {
-            /* grow the ring (at most rate_max entries), keeping its order */
-            size_t cap = q->rate_cap ? q->rate_cap * 2 : 16;
-            int64_t *r;
-            if (cap > (size_t)q->o.rate_max)
-                cap = (size_t)q->o.rate_max;
-            r = g_new(int64_t, cap);
-            for (size_t i = 0; i < q->rate_len; i++)
-                r[i] = q->rate_ring[(q->rate_head + i) % q->rate_cap];
-            g_free(q->rate_ring);
-            q->rate_ring = r;
-            q->rate_head = 0;
-            q->rate_cap = cap;
-        }
-        q->rate_ring[(q->rate_head + q->rate_len) % q->rate_cap] = now;
-        q->rate_len++;
-    }
+    if (q->o.rate_per_ms > 0)
+        rate_record(q, now);
     if (q->cb_state == CB_OPEN) { /* past the cooldown (the gate let it through) */
         q->cb_state = CB_HALF_OPEN;
         q->cb_trial = j;
@@ -729,11 +773,19 @@ static int refresh_all(jobq_engine *e, jobq_queue *q)
 void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set)
 {
     if (set & JOBQ_QO_RATE_LIMIT) {
+        /* the dispatches already made still count (a PATCH, or the config file applied at
+         * start, does not open a full window): the latest rate_max of them are kept */
+        int64_t *old = q->rate_ring;
+        size_t head = q->rate_head, len = q->rate_len, cap = q->rate_cap;
         if (q->o.rate_max > RATE_MAX_MAX)
             q->o.rate_max = RATE_MAX_MAX;
-        g_free(q->rate_ring);
         q->rate_ring = NULL;
         q->rate_head = q->rate_len = q->rate_cap = 0;
+        if (q->o.rate_per_ms > 0 && q->o.rate_max > 0)
+            for (size_t i = len > (size_t)q->o.rate_max ? len - (size_t)q->o.rate_max : 0;
+                 i < len; i++)
+                rate_record(q, old[(head + i) % cap]);
+        g_free(old);
     }
     if ((set & JOBQ_QO_CIRCUIT_BREAKER) && q->o.cb_failures <= 0) {
         q->cb_state = CB_CLOSED;

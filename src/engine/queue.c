@@ -766,6 +766,7 @@ int jobq_engine_load_done(jobq_engine *e, int64_t now)
         while (g_hash_table_iter_next(&it, &k, &v))
             jobq_fair_update(e, v);
     }
+    jobq_rate_load_done(e, now);
     /* a restarted engine must never replay an old process's leases, whatever its seed */
     e->rng ^= (uint64_t)now * 0x9E3779B97F4A7C15ull;
     /* jobs that were running when the last process died: back to waiting, no attempt spent;

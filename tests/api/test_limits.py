@@ -198,6 +198,20 @@ def test_bad_config_file_stops_the_server(server_factory, tmp_path):
     assert "tiers.free.group_concurrency" in log.read_text()
 
 
+def test_config_file_partial_alert_keeps_the_queues_other_thresholds(server_factory, tmp_path):
+    path = tmp_path / "jobq.json"
+    path.write_text(json.dumps({"queues": {"renders": {"alert": {"backlog": 7}}}}))
+    s = server_factory(["--config", str(path)])
+    s.call("PATCH", "/v1/queues/renders", {"alert": {"paused_ms": 5000, "idle_ms": 6000,
+                                                     "utilization": 50,
+                                                     "processing_p95_ms": 7000}})
+    s.restart()  # the file applies again, as a PATCH naming only "backlog"
+    alert = s.queue("renders")["alert"]
+    assert alert["backlog"] == 7
+    assert (alert["paused_ms"], alert["idle_ms"], alert["processing_p95_ms"]) == (5000, 6000, 7000)
+    assert alert["utilization"] == 50
+
+
 # ---- rate limits and backoff ---------------------------------------------------------------
 
 

@@ -561,6 +561,25 @@ def test_many_waiters_each_answered_by_its_own_end(srv):
     assert got["short"].status == 200 and got["short"].json["id"] == two
 
 
+def test_flow_wait_ends_when_its_last_live_job_is_removed(srv):
+    s = srv
+    q = s.qname()
+    f = s.call("POST", "/v1/flows", {"jobs": [{"ref": "a", "queue": q},
+                                              {"ref": "b", "queue": q, "delay_ms": 600000}]},
+               201)
+    s.complete(s.fetch_until(q), 1)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(
+        f=s.request("GET", f"/v1/flows/{f['id']}?wait_ms=30000", timeout=40)))
+    t.start()
+    time.sleep(0.3)  # let it park (the answer below holds either way)
+    assert s.request("DELETE", f"/v1/jobs/{f['jobs']['b']}").status == 204
+    t.join(15)
+    assert not t.is_alive(), "the wait was not answered when the flow ended"
+    assert got["f"].status == 200 and got["f"].json["state"] == "cancelled"
+    assert got["f"].json["stages"]["b"]["state"] == "removed"
+
+
 def test_review_and_flow_events_reach_a_webhook(srv):
     from test_webhooks import Receiver
     s = srv

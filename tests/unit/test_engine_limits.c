@@ -323,6 +323,51 @@ Test(limits, rate_window_is_exact_over_ten_minutes)
     jobq_engine_free(e);
 }
 
+/* The window is a fact about dispatches already made: neither a restart nor a PATCH of the
+ * rate limit (the config file applies one at every start) opens a full window early. */
+Test(limits, rate_window_survives_a_restart_and_a_patch)
+{
+    simstore *s = sim_new();
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_queue *q = mkq(e, "tts", T0, set_rate);
+    jobq_queue_opts o;
+    jobq_job *out[16];
+
+    for (int i = 0; i < 30; i++)
+        enq(e, "tts", NULL, 0, T0);
+    commit_to(e, s, T0);
+    cr_assert_eq(fetchq(e, "tts", 4, "w", T0, out), 4);
+    for (int i = 0; i < 4; i++)
+        complete_ok(e, out[i], T0 + 10);
+    cr_assert_eq(fetchq(e, "tts", 3, "w", T0 + 400, out), 3); /* 2 of them still running */
+    complete_ok(e, out[0], T0 + 410);
+    commit_to(e, s, T0 + 500);
+    jobq_engine_free(e);
+
+    e = eng_new(NULL, 2);
+    sim_load(s, e, T0 + 600);
+    q = jobq_engine_queue(e, "tts");
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 600, out), 0, "7 started in the last second");
+    cr_assert_eq(jobq_engine_next_timer(e) <= T0 + 1000, 1);
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 1000, out), 4, "the first 4 left the window");
+
+    /* the same limit patched again: still full; a smaller max keeps the latest starts */
+    jobq_queue_opts_default(&o);
+    o.set = JOBQ_QO_RATE_LIMIT;
+    o.rate_max = 7;
+    o.rate_per_ms = 1000;
+    cr_assert_eq(jobq_engine_queue_patch(e, q, &o, T0 + 1100), 0);
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 1100, out), 0);
+    o.rate_max = 5;
+    cr_assert_eq(jobq_engine_queue_patch(e, q, &o, T0 + 1100), 0);
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 1399, out), 0);
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 1400, out), 1,
+                 "kept: one start at 400, four at 1000; at 1400 four are in the window");
+    jobq_queue_opts_clear(&o);
+    jobq_engine_free(e);
+    sim_free(s);
+}
+
 Test(limits, rate_limit_error_with_queue_backoff_pauses_the_queue)
 {
     jobq_engine *e = eng_new(NULL, 1);
@@ -514,6 +559,27 @@ Test(limits, big_job_reserves_after_being_skipped)
     cr_assert(out[0] == big);
     jobq_resources_free(cap);
     jobq_resources_free(small_cap);
+    jobq_engine_free(e);
+}
+
+/* Fetches without a worker id share the "anonymous" worker: the second sees what the
+ * first one's job holds. */
+Test(limits, fetches_without_a_worker_id_count_what_anonymous_holds)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_resources *gpu1 = res("{\"gpu\": 1}");
+    jobq_job *a, *b, *out[4];
+
+    a = enq_json(e, "gpu", "{\"requires\": {\"gpu\": 1}}", T0);
+    b = enq_json(e, "gpu", "{\"requires\": {\"gpu\": 1}}", T0);
+    commit(e, T0);
+    cr_assert_eq(fetch_cap(e, "gpu", 4, NULL, gpu1, T0, out), 1);
+    cr_assert_eq(out[0], a);
+    cr_assert_eq(fetch_cap(e, "gpu", 4, NULL, gpu1, T0, out), 0, "the one gpu is taken");
+    complete_ok(e, a, T0);
+    cr_assert_eq(fetch_cap(e, "gpu", 4, NULL, gpu1, T0, out), 1);
+    cr_assert_eq(out[0], b);
+    jobq_resources_free(gpu1);
     jobq_engine_free(e);
 }
 

@@ -802,12 +802,13 @@ Test(orch, restart_counts_trimmed_members_as_they_ended)
     commit_to(e, st, T0);
     complete_ok(e, fetch1(e, "q", T0 + 1), T0 + 1); /* a */
     commit_to(e, st, T0 + 1);
-    complete_ok(e, fetch1(e, "q", T0 + 2), T0 + 2); /* b: a is trimmed, b kept for c */
-    fail_ok(e, fetch1(e, "q", T0 + 2), "error", 0, -1, T0 + 2); /* x: trimmed at once */
+    /* b: a is trimmed, b kept for c; then x fails and is trimmed at once */
+    complete_ok(e, fetch1(e, "q", T0 + 2), T0 + 2);
+    fail_ok(e, fetch1(e, "q", T0 + 2), "error", 0, -1, T0 + 2);
     {
         json_t *o = flow_json(e, jobq_engine_flow(e, bad));
-        cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "counts"), "failed")),
-                     1, "x counts as failed after its removal");
+        cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "counts"), "failed")), 1,
+                     "x counts as failed after its removal");
         cr_assert_str_eq(json_string_value(json_object_get(
                              json_object_get(json_object_get(o, "stages"), "x"), "state")),
                          "removed");

@@ -1,0 +1,383 @@
+/*
+ * test_engine_limits_model.c — grouped dispatch under random operations.
+ *
+ * groups_churn: random enqueues (groups, tiers, priorities) into three grouped queues,
+ * fetches, completions, failures of every kind, releases, cancels, deletes, stalls, queue
+ * patches (group_concurrency, fairness), tier changes, pause / resume, server-wide cap
+ * changes and restarts through a simulated store. After every step the group index must
+ * agree with the jobs: each group's active count equals its active jobs (a leaked count
+ * starves the group forever), its limit and saturation follow the queue and its tier, a
+ * group with neither ready nor active jobs is freed, and a fetch that hands out less than
+ * asked leaves no job that could have gone.
+ *
+ * It reads the group index through engine/internal.h.
+ */
+#include "helpers.h"
+#include "engine/internal.h"
+
+#define NQ 3
+static const char *const qnames[NQ] = {"rr", "fifo", "tiered"};
+
+typedef struct lm {
+    jobq_engine *e;
+    simstore *s;
+    int64_t now;
+    uint64_t r;
+    GPtrArray *jobs; /* live (not final, not deleted) jobs we know of */
+    int64_t fetched;
+} lm;
+
+static uint64_t prng(lm *m)
+{
+    m->r ^= m->r << 13;
+    m->r ^= m->r >> 7;
+    m->r ^= m->r << 17;
+    return m->r;
+}
+
+static const char *group_name(const jobq_job *j)
+{
+    return j->x && j->x->group ? j->x->group : "";
+}
+
+/* The limit a group should have: min of the queue's and its tier's, 0 = none. */
+static int64_t want_limit(const jobq_engine *e, const jobq_queue *q, const jobq_group *g)
+{
+    int64_t lim = q->o.group_concurrency;
+    jobq_tier t;
+
+    if (!g->name[0])
+        return 0;
+    if (g->tier && jobq_engine_get_tier(e, g->tier, &t) == 0 && t.group_concurrency > 0 &&
+        (lim == 0 || t.group_concurrency < lim))
+        lim = t.group_concurrency;
+    return lim;
+}
+
+static void check_queue(lm *m, jobq_queue *q)
+{
+    GHashTable *act = g_hash_table_new(g_str_hash, g_str_equal);
+    GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
+    GHashTableIter it;
+    gpointer k, v;
+
+    for (jobq_link *l = q->active.head.next; l != &q->active.head; l = l->next) {
+        jobq_job *j = JOB_OF_QLINK(l);
+        const char *g = group_name(j);
+        g_hash_table_insert(act, (gpointer)g,
+                            GINT_TO_POINTER(GPOINTER_TO_INT(g_hash_table_lookup(act, g)) + 1));
+        g_hash_table_add(seen, (gpointer)g);
+        if (q->fair) {
+            cr_assert(j->x && j->x->gcounted, "active job %s not counted in its group",
+                      jobq_job_id(j));
+            cr_assert(j->x->grp == g_hash_table_lookup(q->groups, g));
+        }
+    }
+    if (!q->fair) {
+        g_hash_table_destroy(act);
+        g_hash_table_destroy(seen);
+        return;
+    }
+    for (GSequenceIter *si = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(si);
+         si = g_sequence_iter_next(si)) {
+        jobq_job *j = g_sequence_get(si);
+        cr_assert(j->x && j->x->slot, "ready job %s in no slot", jobq_job_id(j));
+        cr_assert(j->x->grp == g_hash_table_lookup(q->groups, group_name(j)));
+        cr_assert_eq(j->x->slot->g, j->x->grp);
+        cr_assert_eq(j->x->slot->priority, j->priority);
+        g_hash_table_add(seen, (gpointer)group_name(j));
+    }
+    cr_assert_eq(g_hash_table_size(q->groups), g_hash_table_size(seen),
+                 "queue %s keeps %u groups for %u with jobs", q->name,
+                 g_hash_table_size(q->groups), g_hash_table_size(seen));
+    g_hash_table_iter_init(&it, q->groups);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        jobq_group *g = v;
+        int64_t n = GPOINTER_TO_INT(g_hash_table_lookup(act, g->name));
+        size_t ready = 0;
+
+        cr_assert_eq(g->active, n, "group '%s' of %s counts %" PRId64 " active, has %" PRId64,
+                     g->name, q->name, g->active, n);
+        cr_assert_eq(g->limit, want_limit(m->e, q, g), "group '%s' limit %" PRId64, g->name,
+                     g->limit);
+        cr_assert_eq(g->saturated, g->limit > 0 && g->active >= g->limit);
+        for (jobq_gslot *s = g->slots; s; s = s->next) {
+            cr_assert_eq(s->in_line, !g->saturated, "slot of '%s' in line while saturated",
+                         g->name);
+            cr_assert_not_null(s->first);
+            for (jobq_job *j = s->first; j; j = j->x->gnext) {
+                cr_assert_eq(jobq_job_state(j), JOBQ_WAITING);
+                cr_assert_eq(j->x->slot, s);
+                if (j->x->gnext)
+                    cr_assert_lt(j->seq, j->x->gnext->seq);
+                ready++;
+            }
+        }
+        (void)ready;
+    }
+    g_hash_table_destroy(act);
+    g_hash_table_destroy(seen);
+}
+
+static void check(lm *m)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    int64_t nactive = 0;
+
+    g_hash_table_iter_init(&it, m->e->queues);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        jobq_queue *q = v;
+        nactive += (int64_t)q->active.n;
+        cr_assert_eq(q->counts[JOBQ_ACTIVE], (int64_t)q->active.n);
+        check_queue(m, q);
+    }
+    cr_assert_eq(jobq_engine_active_total(m->e), nactive, "server-wide active count %" PRId64
+                 " for %" PRId64 " active jobs", jobq_engine_active_total(m->e), nactive);
+}
+
+/* After a fetch that handed out fewer than asked from q: nothing in q could have gone. */
+static void check_nothing_left(lm *m, jobq_queue *q)
+{
+    if (m->e->max_active > 0 && m->e->nactive >= m->e->max_active)
+        return;
+    if (!jobq_queue_can_dispatch(q) || q->backoff_until > m->now) /* paused, full, 429 */
+        return;
+    for (GSequenceIter *si = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(si);
+         si = g_sequence_iter_next(si)) {
+        jobq_job *j = g_sequence_get(si);
+        cr_assert(q->fair && j->x->grp->saturated,
+                  "job %s of group '%s' left waiting by a short fetch", jobq_job_id(j),
+                  group_name(j));
+    }
+}
+
+static void forget_final(lm *m)
+{
+    for (guint i = 0; i < m->jobs->len;) {
+        jobq_job *j = g_ptr_array_index(m->jobs, i);
+        int st = jobq_job_state(j);
+        if (st == JOBQ_COMPLETED || st == JOBQ_FAILED || st == JOBQ_CANCELLED)
+            g_ptr_array_remove_index_fast(m->jobs, i);
+        else
+            i++;
+    }
+}
+
+static jobq_job *pick(lm *m, int state)
+{
+    for (int tries = 0; tries < 8 && m->jobs->len; tries++) {
+        jobq_job *j = g_ptr_array_index(m->jobs, prng(m) % m->jobs->len);
+        if (state < 0 || jobq_job_state(j) == state)
+            return j;
+    }
+    return NULL;
+}
+
+static void op_enqueue(lm *m)
+{
+    static const char *const tiers[] = {NULL, "free", "pro", "gold"};
+    char group[16];
+    jobq_job_spec s = spec_default();
+
+    snprintf(group, sizeof group, "u%d", (int)(prng(m) % 40));
+    s.group = prng(m) % 8 ? group : NULL;
+    s.tier = tiers[prng(m) % 4];
+    if (prng(m) % 3 == 0) {
+        s.has_priority = 1;
+        s.priority = (int)(prng(m) % 3) * 10;
+    }
+    g_ptr_array_add(m->jobs, enq_spec(m->e, qnames[prng(m) % NQ], &s, m->now));
+}
+
+static void op_fetch(lm *m)
+{
+    jobq_queue *q = jobq_engine_queue(m->e, qnames[prng(m) % NQ]);
+    size_t want = 1 + prng(m) % 4;
+    jobq_job *out[4];
+    char worker[8];
+    size_t n;
+
+    snprintf(worker, sizeof worker, "w%d", (int)(prng(m) % 3));
+    n = fetchq(m->e, q->name, want, worker, m->now, out);
+    m->fetched += (int64_t)n;
+    for (size_t i = 0; i < n; i++) {
+        jobq_group *g = q->fair ? out[i]->x->grp : NULL;
+        cr_assert_eq(jobq_job_state(out[i]), JOBQ_ACTIVE);
+        if (g && g->limit > 0)
+            cr_assert_leq(g->active, g->limit, "group '%s' over its limit", g->name);
+    }
+    if (n < want)
+        check_nothing_left(m, q);
+}
+
+static void op_end(lm *m)
+{
+    jobq_job *j = pick(m, JOBQ_ACTIVE);
+    lease_buf l;
+    jobq_failure f;
+    int repeat;
+
+    if (!j)
+        return;
+    l = lease_of(j);
+    switch (prng(m) % 6) {
+    case 0:
+    case 1:
+        cr_assert_eq(complete_with(m->e, j, l.s, m->now), 0);
+        break;
+    case 2:
+        f = failure(prng(m) % 2 ? "provider" : "other", (int)(prng(m) % 2),
+                    prng(m) % 2 ? 0 : 500);
+        cr_assert_eq(jobq_engine_fail(m->e, j, l.s, &f, m->now, &repeat), 0);
+        break;
+    case 3:
+        f = failure("rate_limit", 1, (int64_t)(prng(m) % 2) * 300);
+        f.queue_backoff = (int)(prng(m) % 2);
+        cr_assert_eq(jobq_engine_fail(m->e, j, l.s, &f, m->now, &repeat), 0);
+        break;
+    case 4:
+        cr_assert_eq(jobq_engine_release(m->e, j, l.s, m->now), 0);
+        break;
+    default:
+        cr_assert_eq(jobq_engine_job_cancel(m->e, j, m->now), 0);
+        break;
+    }
+}
+
+static void op_remove(lm *m)
+{
+    jobq_job *j = pick(m, -1);
+
+    if (!j)
+        return;
+    if (prng(m) % 2) {
+        int st = jobq_job_state(j);
+        int rc = jobq_engine_job_cancel(m->e, j, m->now);
+        cr_assert(rc == 0 || st == JOBQ_ACTIVE, "cancel = %d", rc);
+    } else if (jobq_job_state(j) != JOBQ_ACTIVE) { /* an active job cannot be deleted */
+        cr_assert_eq(jobq_engine_job_delete(m->e, j, m->now), 0);
+        g_ptr_array_remove_fast(m->jobs, j);
+    }
+}
+
+static void op_patch(lm *m)
+{
+    jobq_queue *q = jobq_engine_queue(m->e, qnames[prng(m) % NQ]);
+    jobq_queue_opts o;
+
+    jobq_queue_opts_default(&o);
+    if (prng(m) % 2) {
+        o.set = JOBQ_QO_GROUP_CONCURRENCY;
+        o.group_concurrency = (int64_t)(prng(m) % 4);
+    } else {
+        o.set = JOBQ_QO_FAIRNESS;
+        o.fairness = (int)(prng(m) % 3); /* unset, round_robin, fifo */
+    }
+    cr_assert_eq(jobq_engine_queue_patch(m->e, q, &o, m->now), 0);
+    jobq_queue_opts_clear(&o);
+}
+
+static void op_tier(lm *m)
+{
+    static const char *const names[] = {"free", "pro", "gold"};
+    jobq_tier t = {.group_concurrency = (int64_t)(prng(m) % 4)};
+
+    if (prng(m) % 4 == 0)
+        jobq_engine_set_tier(m->e, names[prng(m) % 3], NULL, m->now);
+    else
+        jobq_engine_set_tier(m->e, names[prng(m) % 3], &t, m->now);
+}
+
+static void op_pause(lm *m)
+{
+    jobq_queue *q = jobq_engine_queue(m->e, qnames[prng(m) % NQ]);
+
+    if (prng(m) % 2)
+        jobq_engine_queue_pause(m->e, q, m->now);
+    else
+        jobq_engine_queue_resume(m->e, q, m->now);
+}
+
+static void set_rr(jobq_queue_opts *o)
+{
+    o->fairness = JOBQ_FAIR_ROUND_ROBIN;
+    o->group_concurrency = 2;
+}
+
+static void set_fifo(jobq_queue_opts *o)
+{
+    o->fairness = JOBQ_FAIR_FIFO;
+    o->group_concurrency = 1;
+}
+
+static void lm_engine(lm *m, uint64_t seed)
+{
+    jobq_tier free_t = {.group_concurrency = 1}, pro_t = {.group_concurrency = 3};
+
+    m->e = eng_new(NULL, seed);
+    jobq_engine_set_tier(m->e, "free", &free_t, m->now);
+    jobq_engine_set_tier(m->e, "pro", &pro_t, m->now);
+}
+
+static void op_restart(lm *m)
+{
+    commit_to(m->e, m->s, m->now);
+    jobq_engine_free(m->e);
+    g_ptr_array_set_size(m->jobs, 0);
+    lm_engine(m, prng(m));
+    sim_load(m->s, m->e, m->now);
+    for (jobq_link *l = m->e->all.head.next; l != &m->e->all.head; l = l->next) {
+        jobq_job *j = JOB_OF_ALINK(l);
+        int st = jobq_job_state(j);
+        if (st != JOBQ_COMPLETED && st != JOBQ_FAILED && st != JOBQ_CANCELLED)
+            g_ptr_array_add(m->jobs, j);
+    }
+}
+
+Test(limits_model, groups_churn)
+{
+    lm m = {.now = T0, .r = 0x9e3779b97f4a7c15ULL};
+
+    m.s = sim_new();
+    m.jobs = g_ptr_array_new();
+    lm_engine(&m, 7);
+    mkq(m.e, "rr", m.now, set_rr);
+    mkq(m.e, "fifo", m.now, set_fifo);
+    mkq(m.e, "tiered", m.now, NULL);
+    commit_to(m.e, m.s, m.now);
+    for (int step = 0; step < 15000; step++) {
+        unsigned op = (unsigned)(prng(&m) % 1000);
+
+        if (op < 220)
+            op_enqueue(&m);
+        else if (op < 550)
+            op_fetch(&m);
+        else if (op < 800)
+            op_end(&m);
+        else if (op < 860)
+            op_remove(&m);
+        else if (op < 890)
+            op_patch(&m);
+        else if (op < 910)
+            op_tier(&m);
+        else if (op < 925)
+            op_pause(&m);
+        else if (op < 945)
+            jobq_engine_set_max_active(m.e, (int64_t)(prng(&m) % 12), m.now);
+        else if (op < 998) {
+            m.now += (int64_t)(prng(&m) % 8000); /* leases (30 s) run out now and then */
+            jobq_engine_tick(m.e, m.now);
+        } else {
+            op_restart(&m);
+        }
+        if (prng(&m) % 3)
+            commit_to(m.e, m.s, m.now);
+        forget_final(&m);
+        check(&m);
+    }
+    cr_assert_gt(m.fetched, 1200, "only %" PRId64 " jobs dispatched", m.fetched);
+    g_ptr_array_free(m.jobs, TRUE);
+    jobq_engine_free(m.e);
+    sim_free(m.s);
+}
