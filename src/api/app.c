@@ -917,6 +917,7 @@ void jobq_app_stop(jobq_app *a)
     on_park_timer(&a->park_timer);
     jobq_streams_stop(a->streams);
     jobq_wsworkers_stop(a->wsworkers);
+    jobq_webhooks_stop(a->webhooks); /* pending deliveries wait for the next start */
     uv_async_send(&a->async); /* make sure the loop turns and on_check runs */
 }
 

@@ -4,7 +4,8 @@
  * A delivery's life:
  *   staged   made by stage() in the loop turn of the change, its document in the same
  *            batch; it waits for publish() (the batch is durable), since announcing a
- *            change a crash could undo would be a lie
+ *            change a crash could undo would be a lie (a held progress released before
+ *            its batch is durable waits here too)
  *   ready    in its target's FIFO, waiting for a slot (max_inflight in all, max_per_hook
  *            per target); targets with ready deliveries take turns (round robin), so one
  *            slow endpoint never holds another's deliveries
@@ -121,11 +122,12 @@ struct jobq_webhooks {
     int64_t dropped, last_drop_log; /* new deliveries refused by a full outbox */
     int64_t delivered, failed;      /* since start */
     uint64_t id_counter;
+    int64_t published; /* the last event seq whose batch is durable */
     uv_timer_t timer;
     int64_t timer_due; /* INT64_MAX: stopped */
     int64_t sweep_at;
     GPtrArray *loaded; /* deliveries read by load_doc, placed by start() */
-    int started, closed, pumping;
+    int started, stopping, closed, pumping;
 };
 
 static void arm(jobq_webhooks *w);
@@ -281,6 +283,25 @@ static void delivery_free(delivery *d)
     g_free(d);
 }
 
+/* "log": every attempt made, as the document stores it and the API shows it. */
+static void put_log(const delivery *d, GString *o, int *first)
+{
+    jobq_jw_key(o, first, "log");
+    g_string_append_c(o, '[');
+    for (int i = 0; i < d->attempts && i < JOBQ_WEBHOOK_ATTEMPTS; i++) {
+        int f2 = 1;
+        if (i)
+            g_string_append_c(o, ',');
+        g_string_append_c(o, '{');
+        jobq_jw_kint(o, &f2, "at", d->log[i].at);
+        jobq_jw_kint(o, &f2, "code", d->log[i].code);
+        jobq_jw_kint(o, &f2, "ms", d->log[i].ms);
+        jobq_jw_kstr(o, &f2, "error", d->log[i].error);
+        g_string_append_c(o, '}');
+    }
+    g_string_append_c(o, ']');
+}
+
 /* Its document: the event while it is pending, its outcome always. A job webhook's
  * delivery carries the target itself (the job may be gone when it is resumed). */
 static void persist(jobq_webhooks *w, const delivery *d)
@@ -307,20 +328,8 @@ static void persist(jobq_webhooks *w, const delivery *d)
     jobq_jw_kint(o, &first, "created_at", d->created_at);
     jobq_jw_kint(o, &first, "next_at", d->next_at);
     jobq_jw_kint(o, &first, "finished_at", d->finished_at);
-    jobq_jw_key(o, &first, "log");
-    g_string_append_c(o, '[');
-    for (int i = 0; i < d->attempts && i < JOBQ_WEBHOOK_ATTEMPTS; i++) {
-        int f2 = 1;
-        if (i)
-            g_string_append_c(o, ',');
-        g_string_append_c(o, '{');
-        jobq_jw_kint(o, &f2, "at", d->log[i].at);
-        jobq_jw_kint(o, &f2, "code", d->log[i].code);
-        jobq_jw_kint(o, &f2, "ms", d->log[i].ms);
-        jobq_jw_kstr(o, &f2, "error", d->log[i].error);
-        g_string_append_c(o, '}');
-    }
-    g_string_append(o, "]}");
+    put_log(d, o, &first);
+    g_string_append_c(o, '}');
     jobq_engine_doc_put(w->e, "delivery", d->id, o->str);
     g_string_free(o, TRUE);
 }
@@ -497,7 +506,7 @@ static void pump(jobq_webhooks *w)
 {
     GList *l;
 
-    if (!w->started || w->closed || w->pumping)
+    if (!w->started || w->stopping || w->closed || w->pumping)
         return;
     w->pumping = 1; /* a POST that cannot start is reported at once, from inside this loop */
     while (jobq_sender_active(w->sender) < w->cfg.max_inflight &&
@@ -574,9 +583,25 @@ static void arm(jobq_webhooks *w)
     uv_timer_start(&w->timer, on_timer, (uint64_t)(due > now ? due - now : 0), 0);
 }
 
+/* Joins w->staged in seq order (a held progress is older than what was staged since). */
+static void stage_sorted(jobq_webhooks *w, delivery *d)
+{
+    GList *l = w->staged.tail;
+
+    while (l && ((delivery *)l->data)->seq > d->seq)
+        l = l->prev;
+    d->state = D_STAGED;
+    if (l)
+        g_queue_insert_after_link(&w->staged, l, &d->link);
+    else
+        g_queue_push_head_link(&w->staged, &d->link);
+}
+
 /* A held progress whose window ended goes out now, as a delivery of its own. It was never
- * staged: it is written down here and sent without waiting for its batch (a lost one is
- * superseded by the job's next event anyway). */
+ * staged: it is written down here (a lost one is superseded by the job's next event
+ * anyway). Its event may be the last one of a batch not yet durable: then it waits for
+ * that batch like any staged delivery, since the change it announces could still be
+ * undone. */
 static void release_held(jobq_webhooks *w, delivery *d, int64_t now)
 {
     throttle *th = g_hash_table_lookup(d->t->throttle, d->job);
@@ -586,7 +611,10 @@ static void release_held(jobq_webhooks *w, delivery *d, int64_t now)
         th->last_at = now;
     }
     persist(w, d);
-    make_ready(w, d);
+    if (d->seq > w->published)
+        stage_sorted(w, d);
+    else
+        make_ready(w, d);
 }
 
 /* Forgets throttle entries whose window is over and job targets with nothing left. */
@@ -768,6 +796,7 @@ static void publish(void *ud, const jobq_event *ev)
 
     if (w->closed)
         return;
+    w->published = (int64_t)ev->seq;
     while ((l = g_queue_peek_head_link(&w->staged)) &&
            ((delivery *)l->data)->seq <= (int64_t)ev->seq) {
         g_queue_unlink(&w->staged, l);
@@ -828,20 +857,8 @@ static void render_delivery(const delivery *d, GString *o)
     jobq_jw_kts(o, &first, "next_attempt_at",
                 d->state == D_WAITING || d->state == D_HELD ? d->next_at : 0);
     jobq_jw_kts(o, &first, "finished_at", d->finished_at);
-    jobq_jw_key(o, &first, "log");
-    g_string_append_c(o, '[');
-    for (int i = 0; i <= last; i++) {
-        int f2 = 1;
-        if (i)
-            g_string_append_c(o, ',');
-        g_string_append_c(o, '{');
-        jobq_jw_kint(o, &f2, "at", d->log[i].at);
-        jobq_jw_kint(o, &f2, "code", d->log[i].code);
-        jobq_jw_kint(o, &f2, "ms", d->log[i].ms);
-        jobq_jw_kstr(o, &f2, "error", d->log[i].error);
-        g_string_append_c(o, '}');
-    }
-    g_string_append(o, "]}");
+    put_log(d, o, &first);
+    g_string_append_c(o, '}');
 }
 
 int jobq_webhooks_render(const jobq_webhooks *w, const char *id, GString *o)
@@ -1152,6 +1169,12 @@ void jobq_webhooks_start(jobq_webhooks *w, int64_t now)
         fprintf(stderr, "jobqd: resuming %zu webhook deliveries\n", w->outbox);
     pump(w);
     arm(w);
+}
+
+void jobq_webhooks_stop(jobq_webhooks *w)
+{
+    if (w)
+        w->stopping = 1;
 }
 
 void jobq_webhooks_close(jobq_webhooks *w)

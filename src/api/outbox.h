@@ -52,6 +52,10 @@ int jobq_webhooks_load_doc(jobq_webhooks *w, const char *kind, const char *id, c
 void jobq_webhooks_start(jobq_webhooks *w, int64_t now);
 /* The bus sink (stage and publish, ud = w). */
 jobq_event_sink jobq_webhooks_sink(jobq_webhooks *w);
+/* The server is stopping: no new POST starts (those in flight may still end and have their
+ * outcome stored with the last batch); what is pending stays pending for the next start.
+ * Without it a stop would last as long as deliveries keep finishing. */
+void jobq_webhooks_stop(jobq_webhooks *w);
 /* Abandons transfers in flight (their deliveries stay pending in the store) and closes
  * every handle. jobq_webhooks_free once the loop has run the close callbacks. */
 void jobq_webhooks_close(jobq_webhooks *w);

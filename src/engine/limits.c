@@ -587,12 +587,10 @@ static jobq_group *group_get(jobq_engine *e, jobq_queue *q, const char *name)
 }
 
 /* Frees g once nothing refers to it: no ready job, none active. */
-static int group_gc(jobq_queue *q, jobq_group *g)
+static void group_gc(jobq_queue *q, jobq_group *g)
 {
-    if (g->slots || g->active)
-        return 0;
-    g_hash_table_remove(q->groups, g->name);
-    return 1;
+    if (!g->slots && !g->active)
+        g_hash_table_remove(q->groups, g->name);
 }
 
 void jobq_group_ready(jobq_engine *e, jobq_job *j)
@@ -621,11 +619,19 @@ void jobq_group_ready(jobq_engine *e, jobq_job *j)
     }
     x->slot = s;
     {
-        /* by seq; a new job goes last, a retried one walks back to its place (a list, not a
-         * tree: no allocation per job, and the first job is one load away) */
-        jobq_job *after = s->last;
-        while (after && after->seq > j->seq)
+        /* by seq (a list, not a tree: no allocation per job, and the first job is one load
+         * away). The place is sought from both ends at once: a new job goes last at once,
+         * and a retried or released one, whose seq is old, is found near the front instead
+         * of walking back through a big group's whole backlog. */
+        jobq_job *after = s->last, *front = s->first;
+        while (after && after->seq > j->seq) {
+            if (front->seq > j->seq) { /* everything before front is older than j */
+                after = front->x->gprev;
+                break;
+            }
+            front = front->x->gnext;
             after = after->x->gprev;
+        }
         x->gprev = after;
         x->gnext = after ? after->x->gnext : s->first;
         if (x->gnext)
@@ -675,8 +681,10 @@ void jobq_group_unready(jobq_engine *e, jobq_job *j)
     } else if (was_first && !q->rr && s->in_line) {
         line_rekey(s);
     }
-    if (!x->gcounted && group_gc(q, g))
+    if (!x->gcounted) { /* not going active: j no longer belongs to the group's index */
+        group_gc(q, g);
         x->grp = NULL;
+    }
 }
 
 jobq_job *jobq_fair_head(jobq_queue *q)
@@ -852,8 +860,11 @@ void jobq_left_active(jobq_engine *e, jobq_job *j, int64_t now)
         g->active--;
         if (g->saturated)
             notify |= group_refresh(e, q, g);
-        if (group_gc(q, g))
-            x->grp = NULL;
+        group_gc(q, g);
+        /* x->grp holds only while j is ready or counted: a job that waits elsewhere
+         * (retrying, delayed, final) must not keep a group that may be freed meanwhile,
+         * e.g. when the queue stops grouping; it is set again when j is ready */
+        x->grp = NULL;
     }
     if (x && x->charged) {
         jobq_worker *w = g_hash_table_lookup(e->workers, x->worker);

@@ -61,6 +61,20 @@ def test_group_limits_hold_after_a_restart(server):
     assert server.fetch(q, count=10) == []
 
 
+def test_a_retrying_job_runs_after_its_queue_stops_grouping(srv, q):
+    srv.create_queue(q, group_concurrency=1)
+    srv.enqueue_bulk(q, [{"group": "a"}, {"group": "a"}, {"group": "b"}])
+    a1 = srv.fetch_one(q)
+    out = srv.call("POST", f"/v1/jobs/{a1['id']}/fail",
+                   {"lease": a1["lease"], "error": {"message": "later"}, "retry_in_ms": 300})
+    assert out["state"] == "retrying"
+    assert srv.call("PATCH", f"/v1/queues/{q}", {"group_concurrency": 0})["fairness"] == "fifo"
+    got = []
+    wait_until(lambda: got.extend(srv.fetch(q, count=5)) or len(got) == 3, 10)
+    assert a1["id"] in [j["id"] for j in got]
+    assert srv.call("GET", "/healthz") is not None, "the server lives on"
+
+
 def test_fairness_option_is_validated_and_shown(srv, q):
     srv.create_queue(q)
     assert srv.queue(q)["fairness"] == "fifo"

@@ -749,6 +749,32 @@ static void patch_q(jobq_engine *e, jobq_queue *q, unsigned set, int64_t gc, int
     jobq_queue_opts_clear(&o);
 }
 
+/* A job that left its group's index while the group lived on (here: retrying) must not
+ * keep a pointer to it: the queue stops grouping, the group is freed, and the job runs
+ * again later (under ASan a stale pointer is a use after free). */
+Test(limits, job_retrying_when_the_queue_stops_grouping_runs_again)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_queue *q = mkq(e, "q", T0, set_gc1);
+    jobq_job *a1, *out[8];
+
+    a1 = enq_group(e, "q", "a", NULL, T0);
+    enq_group(e, "q", "a", NULL, T0);
+    enq_group(e, "q", "b", NULL, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0, out), 2);
+    cr_assert_eq(out[0], a1);
+    fail_ok(e, a1, "other", 1, 1000, T0); /* retrying; group a keeps its waiting job */
+    a1 = enq_group(e, "q", "a", NULL, T0); /* and group a more */
+    commit(e, T0);
+    patch_q(e, q, JOBQ_QO_GROUP_CONCURRENCY | JOBQ_QO_FAIRNESS, 0, JOBQ_FAIR_FIFO);
+    jobq_engine_tick(e, T0 + 1000);
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0 + 1000, out), 3, "plain fifo: every waiting job");
+    patch_q(e, q, JOBQ_QO_GROUP_CONCURRENCY, 1, JOBQ_FAIR_FIFO); /* grouped again */
+    cr_assert_eq(fetchq(e, "q", 8, "w", T0 + 1000, out), 0);
+    jobq_engine_free(e);
+}
+
 Test(limits, switching_modes_mid_run_keeps_counts)
 {
     jobq_engine *e = eng_new(NULL, 1);

@@ -73,6 +73,17 @@ static void check_queue(lm *m, jobq_queue *q)
             cr_assert(j->x->grp == g_hash_table_lookup(q->groups, g));
         }
     }
+    {
+        /* a job neither ready nor active holds no group (it may be freed meanwhile) */
+        jobq_list *other[] = {&q->pending, &q->delayed, &q->completed, &q->failed_l,
+                              &q->cancelled};
+        for (size_t i = 0; i < G_N_ELEMENTS(other); i++)
+            for (jobq_link *l = other[i]->head.next; l != &other[i]->head; l = l->next) {
+                jobq_job *j = JOB_OF_QLINK(l);
+                cr_assert(!j->x || !j->x->grp, "job %s (%s) keeps a group", jobq_job_id(j),
+                          jobq_state_name(jobq_job_state(j)));
+            }
+    }
     if (!q->fair) {
         g_hash_table_destroy(act);
         g_hash_table_destroy(seen);
@@ -180,14 +191,18 @@ static void op_enqueue(lm *m)
     char group[16];
     jobq_job_spec s = spec_default();
 
+    const char *q = qnames[prng(m) % NQ];
+
     snprintf(group, sizeof group, "u%d", (int)(prng(m) % 40));
     s.group = prng(m) % 8 ? group : NULL;
-    s.tier = tiers[prng(m) % 4];
+    /* a tiered job makes a queue grouped for good: only "tiered" gets them, so the others
+     * go in and out of grouped dispatch as their options are patched */
+    s.tier = strcmp(q, "tiered") ? NULL : tiers[prng(m) % 4];
     if (prng(m) % 3 == 0) {
         s.has_priority = 1;
         s.priority = (int)(prng(m) % 3) * 10;
     }
-    g_ptr_array_add(m->jobs, enq_spec(m->e, qnames[prng(m) % NQ], &s, m->now));
+    g_ptr_array_add(m->jobs, enq_spec(m->e, q, &s, m->now));
 }
 
 static void op_fetch(lm *m)
