@@ -694,6 +694,22 @@ jobq_job *jobq_fair_head(jobq_queue *q)
     return s ? slot_first(s) : NULL;
 }
 
+/* Frees q's group index (groups, their slots, the line). */
+static void groups_free(jobq_queue *q)
+{
+    if (q->groups)
+        g_hash_table_destroy(q->groups);
+    if (q->slots)
+        g_sequence_free(q->slots);
+    if (q->levels) {
+        g_sequence_free(q->levels);
+        g_hash_table_destroy(q->level_of);
+    }
+    q->groups = NULL;
+    q->slots = q->levels = NULL;
+    q->level_of = NULL;
+}
+
 /* Grouped dispatch on or off, as the queue's options and jobs ask. Switching rebuilds the
  * group index from q->active and q->ready: O(jobs) once, on an admin change or the first
  * tiered job. */
@@ -719,16 +735,7 @@ void jobq_fair_update(jobq_engine *e, jobq_queue *q)
                 j->x->gcounted = 0;
             }
         }
-        g_hash_table_destroy(q->groups);
-        if (q->slots)
-            g_sequence_free(q->slots);
-        if (q->levels) {
-            g_sequence_free(q->levels);
-            g_hash_table_destroy(q->level_of);
-        }
-        q->groups = NULL;
-        q->slots = q->levels = NULL;
-        q->level_of = NULL;
+        groups_free(q);
     }
     q->fair = fair;
     q->rr = rr;
@@ -812,14 +819,7 @@ void jobq_limits_patched(jobq_engine *e, jobq_queue *q, unsigned set)
 
 void jobq_queue_limits_free(jobq_queue *q)
 {
-    if (q->groups)
-        g_hash_table_destroy(q->groups);
-    if (q->slots)
-        g_sequence_free(q->slots);
-    if (q->levels) {
-        g_sequence_free(q->levels);
-        g_hash_table_destroy(q->level_of);
-    }
+    groups_free(q);
     g_free(q->rate_ring);
 }
 

@@ -3,12 +3,14 @@
  *
  * groups_churn: random enqueues (groups, tiers, priorities) into three grouped queues,
  * fetches, completions, failures of every kind, releases, cancels, deletes, stalls, queue
- * patches (group_concurrency, fairness), tier changes, pause / resume, server-wide cap
- * changes and restarts through a simulated store. After every step the group index must
+ * patches (group_concurrency, fairness), tier changes, pause / resume / drain, clear,
+ * recover, server-wide cap changes and restarts through a simulated store; one queue has a
+ * rate limit, one a circuit breaker. After every step the group index must
  * agree with the jobs: each group's active count equals its active jobs (a leaked count
  * starves the group forever), its limit and saturation follow the queue and its tier, a
- * group with neither ready nor active jobs is freed, and a fetch that hands out less than
- * asked leaves no job that could have gone.
+ * group with neither ready nor active jobs is freed, a fetch that hands out less than asked
+ * leaves no job that could have gone, no rate window holds more than its max, and an open
+ * breaker lets exactly one trial go.
  *
  * It reads the group index through engine/internal.h.
  */
@@ -25,7 +27,26 @@ typedef struct lm {
     uint64_t r;
     GPtrArray *jobs; /* live (not final, not deleted) jobs we know of */
     int64_t fetched;
+    GArray *starts;       /* dispatch times of "rr" (rate limited: 5 per second) */
+    int64_t restarted_at; /* the window is exact between restarts (docs/limits.md) */
 } lm;
+
+#define RATE_MAX 5
+#define RATE_MS 1000
+
+/* Dispatches of "rr" in (now - RATE_MS, now] at or after `since`. */
+static int64_t in_window(const lm *m, int64_t since)
+{
+    int64_t n = 0;
+
+    for (guint i = m->starts->len; i-- > 0;) {
+        int64_t t = g_array_index(m->starts, int64_t, i);
+        if (t <= m->now - RATE_MS)
+            break;
+        n += t >= since;
+    }
+    return n;
+}
 
 static uint64_t prng(lm *m)
 {
@@ -154,6 +175,10 @@ static void check_nothing_left(lm *m, jobq_queue *q)
         return;
     if (!jobq_queue_can_dispatch(q) || q->backoff_until > m->now) /* paused, full, 429 */
         return;
+    if (q->cb_state != CB_CLOSED) /* the breaker holds it back */
+        return;
+    if (q->o.rate_per_ms > 0 && in_window(m, 0) >= RATE_MAX) /* the window is full */
+        return;
     for (GSequenceIter *si = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(si);
          si = g_sequence_iter_next(si)) {
         jobq_job *j = g_sequence_get(si);
@@ -202,7 +227,15 @@ static void op_enqueue(lm *m)
         s.has_priority = 1;
         s.priority = (int)(prng(m) % 3) * 10;
     }
-    g_ptr_array_add(m->jobs, enq_spec(m->e, q, &s, m->now));
+    {
+        jobq_job *j = NULL;
+        long bad = 0;
+        int rc = jobq_engine_enqueue(m->e, q, &s, 1, m->now, &j, &bad);
+        if (rc == 0)
+            g_ptr_array_add(m->jobs, j);
+        else /* a draining queue takes nothing new */
+            cr_assert_eq(jobq_engine_queue(m->e, q)->status, JOBQ_Q_DRAINING, "enqueue = %d", rc);
+    }
 }
 
 static void op_fetch(lm *m)
@@ -213,9 +246,25 @@ static void op_fetch(lm *m)
     char worker[8];
     size_t n;
 
+    int cb = q->cb_state;
+
     snprintf(worker, sizeof worker, "w%d", (int)(prng(m) % 3));
     n = fetchq(m->e, q->name, want, worker, m->now, out);
     m->fetched += (int64_t)n;
+    /* the breaker: nothing while a trial is out, exactly one trial after the cooldown */
+    if (cb == CB_HALF_OPEN)
+        cr_assert_eq(n, 0, "a second trial while one is out");
+    if (cb == CB_OPEN) {
+        cr_assert_leq(n, 1, "%zu trials at once", n);
+        if (n)
+            cr_assert_eq(q->cb_state, CB_HALF_OPEN);
+    }
+    if (q->o.rate_per_ms > 0) {
+        for (size_t i = 0; i < n; i++)
+            g_array_append_val(m->starts, m->now);
+        cr_assert_leq(in_window(m, m->restarted_at), RATE_MAX,
+                      "more than %d starts in a window", RATE_MAX);
+    }
     for (size_t i = 0; i < n; i++) {
         jobq_group *g = q->fair ? out[i]->x->grp : NULL;
         cr_assert_eq(jobq_job_state(out[i]), JOBQ_ACTIVE);
@@ -236,6 +285,11 @@ static void op_end(lm *m)
     if (!j)
         return;
     l = lease_of(j);
+    if (!strcmp(j->q->name, "fifo") && prng(m) % 2) { /* its provider is often down */
+        f = failure("provider", 1, prng(m) % 2 ? 0 : 500);
+        cr_assert_eq(jobq_engine_fail(m->e, j, l.s, &f, m->now, &repeat), 0);
+        return;
+    }
     switch (prng(m) % 6) {
     case 0:
     case 1:
@@ -318,12 +372,16 @@ static void set_rr(jobq_queue_opts *o)
 {
     o->fairness = JOBQ_FAIR_ROUND_ROBIN;
     o->group_concurrency = 2;
+    o->rate_max = RATE_MAX;
+    o->rate_per_ms = RATE_MS;
 }
 
 static void set_fifo(jobq_queue_opts *o)
 {
     o->fairness = JOBQ_FAIR_FIFO;
     o->group_concurrency = 1;
+    o->cb_failures = 3;
+    o->cb_cooldown_ms = 2000;
 }
 
 static void lm_engine(lm *m, uint64_t seed)
@@ -335,13 +393,10 @@ static void lm_engine(lm *m, uint64_t seed)
     jobq_engine_set_tier(m->e, "pro", &pro_t, m->now);
 }
 
-static void op_restart(lm *m)
+/* Tracks every live job of the engine again (after operations that remove jobs in bulk). */
+static void retrack(lm *m)
 {
-    commit_to(m->e, m->s, m->now);
-    jobq_engine_free(m->e);
     g_ptr_array_set_size(m->jobs, 0);
-    lm_engine(m, prng(m));
-    sim_load(m->s, m->e, m->now);
     for (jobq_link *l = m->e->all.head.next; l != &m->e->all.head; l = l->next) {
         jobq_job *j = JOB_OF_ALINK(l);
         int st = jobq_job_state(j);
@@ -350,12 +405,49 @@ static void op_restart(lm *m)
     }
 }
 
+/* Queue-wide operations: clear (waiting jobs removed), recover (a worker's active jobs
+ * back to waiting), drain. */
+static void op_queue(lm *m)
+{
+    jobq_queue *q = jobq_engine_queue(m->e, qnames[prng(m) % NQ]);
+    char worker[8];
+
+    switch (prng(m) % 4) {
+    case 0:
+        if (prng(m) % 4 == 0) { /* rarely: the backlog goes */
+            cr_assert_geq(jobq_engine_queue_clear(m->e, q, m->now), 0);
+            retrack(m);
+        }
+        break;
+    case 1:
+    case 2:
+        snprintf(worker, sizeof worker, "w%d", (int)(prng(m) % 3));
+        cr_assert_geq(jobq_engine_queue_recover(m->e, q, worker, 0, m->now), 0);
+        break;
+    default:
+        jobq_engine_queue_drain(m->e, q, m->now);
+        break;
+    }
+}
+
+static void op_restart(lm *m)
+{
+    commit_to(m->e, m->s, m->now);
+    jobq_engine_free(m->e);
+    g_ptr_array_set_size(m->jobs, 0);
+    lm_engine(m, prng(m));
+    sim_load(m->s, m->e, m->now);
+    retrack(m);
+    m->restarted_at = m->now;
+}
+
 Test(limits_model, groups_churn)
 {
     lm m = {.now = T0, .r = 0x9e3779b97f4a7c15ULL};
 
     m.s = sim_new();
     m.jobs = g_ptr_array_new();
+    m.starts = g_array_new(FALSE, FALSE, sizeof(int64_t));
     lm_engine(&m, 7);
     mkq(m.e, "rr", m.now, set_rr);
     mkq(m.e, "fifo", m.now, set_fifo);
@@ -378,7 +470,9 @@ Test(limits_model, groups_churn)
             op_tier(&m);
         else if (op < 925)
             op_pause(&m);
-        else if (op < 945)
+        else if (op < 935)
+            op_queue(&m);
+        else if (op < 950)
             jobq_engine_set_max_active(m.e, (int64_t)(prng(&m) % 12), m.now);
         else if (op < 998) {
             m.now += (int64_t)(prng(&m) % 8000); /* leases (30 s) run out now and then */
@@ -393,6 +487,7 @@ Test(limits_model, groups_churn)
     }
     cr_assert_gt(m.fetched, 1200, "only %" PRId64 " jobs dispatched", m.fetched);
     g_ptr_array_free(m.jobs, TRUE);
+    g_array_free(m.starts, TRUE);
     jobq_engine_free(m.e);
     sim_free(m.s);
 }
