@@ -3,7 +3,7 @@
  *
  * groups_churn: random enqueues (groups, tiers, priorities) into three grouped queues,
  * fetches, completions, failures of every kind, releases, cancels, deletes, stalls, queue
- * patches (group_concurrency, fairness), tier changes, pause / resume / drain, clear,
+ * patches (group_concurrency, fairness), job priority patches, tier changes, pause / resume / drain, clear,
  * recover, server-wide cap changes and restarts through a simulated store; one queue has a
  * rate limit, one a circuit breaker, some jobs require resources and one worker declares a
  * capacity. After every step the group index must
@@ -384,6 +384,14 @@ static void op_patch(lm *m)
     jobq_queue *q = jobq_engine_queue(m->e, qnames[prng(m) % NQ]);
     jobq_queue_opts o;
 
+    if (prng(m) % 3 == 0) { /* a job's priority instead: it moves to another slot */
+        jobq_job *j = pick(m, -1);
+        int st = j ? jobq_job_state(j) : -1;
+        if (st == JOBQ_WAITING || st == JOBQ_RETRYING)
+            cr_assert_eq(jobq_engine_job_patch(m->e, j, 1, (int)(prng(m) % 3) * 10, 0, 0, m->now),
+                         0);
+        return;
+    }
     jobq_queue_opts_default(&o);
     if (prng(m) % 2) {
         o.set = JOBQ_QO_GROUP_CONCURRENCY;
