@@ -262,6 +262,10 @@ int jobq_sender_post(jobq_sender *s, const char *url, const char *body, size_t l
     curl_easy_setopt(c, CURLOPT_USERAGENT, "jobq-webhook/1");
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    /* a transfer that ends (timed out, or abandoned at a stop) while its name is still being
+     * resolved leaves curl's resolver thread to finish on its own: without this curl joins
+     * it, and the loop would stand still until getaddrinfo gives up */
+    curl_easy_setopt(c, CURLOPT_QUICK_EXIT, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
