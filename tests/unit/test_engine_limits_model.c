@@ -3,14 +3,16 @@
  *
  * groups_churn: random enqueues (groups, tiers, priorities) into three grouped queues,
  * fetches, completions, failures of every kind, releases, cancels, deletes, stalls, queue
- * patches (group_concurrency, fairness), tier changes, pause / resume / drain, clear,
+ * patches (group_concurrency, fairness), job priority patches, tier changes, pause / resume / drain, clear,
  * recover, server-wide cap changes and restarts through a simulated store; one queue has a
- * rate limit, one a circuit breaker. After every step the group index must
+ * rate limit, one a circuit breaker, some jobs require resources and one worker declares a
+ * capacity. After every step the group index must
  * agree with the jobs: each group's active count equals its active jobs (a leaked count
  * starves the group forever), its limit and saturation follow the queue and its tier, a
  * group with neither ready nor active jobs is freed, a fetch that hands out less than asked
- * leaves no job that could have gone, no rate window holds more than its max, and an open
- * breaker lets exactly one trial go.
+ * leaves no job that could have gone, no rate window holds more than its max, an open
+ * breaker lets exactly one trial go, each worker's count of running jobs and the resources
+ * they hold are exact, and the worker with a capacity never runs more than it has.
  *
  * It reads the group index through engine/internal.h.
  */
@@ -29,6 +31,7 @@ typedef struct lm {
     int64_t fetched;
     GArray *starts;       /* dispatch times of "rr" (rate limited: 5 per second) */
     int64_t restarted_at; /* the window is exact between restarts (docs/limits.md) */
+    jobq_resources *gpu3; /* worker w0's capacity */
 } lm;
 
 #define RATE_MAX 5
@@ -166,10 +169,43 @@ static void check(lm *m)
     }
     cr_assert_eq(jobq_engine_active_total(m->e), nactive, "server-wide active count %" PRId64
                  " for %" PRId64 " active jobs", jobq_engine_active_total(m->e), nactive);
+    /* each worker's count of running jobs (what keeps it, and what its jobs hold, from being
+     * forgotten) */
+    {
+        GHashTable *per = g_hash_table_new(g_str_hash, g_str_equal);
+        double gpu = 0, ram = 0; /* what w0's running jobs require */
+        for (jobq_link *l = m->e->all.head.next; l != &m->e->all.head; l = l->next) {
+            jobq_job *j = JOB_OF_ALINK(l);
+            if (jobq_job_state(j) == JOBQ_ACTIVE && !strcmp(j->x->worker, "w0") && j->x->req)
+                for (size_t i = 0; i < j->x->req->n; i++)
+                    *(strcmp(j->x->req->names[i], "gpu") ? &ram : &gpu) += j->x->req->v[i];
+            if (jobq_job_state(j) == JOBQ_ACTIVE)
+                g_hash_table_insert(per, j->x->worker,
+                                    GINT_TO_POINTER(GPOINTER_TO_INT(
+                                                        g_hash_table_lookup(per, j->x->worker)) +
+                                                    1));
+        }
+        g_hash_table_iter_init(&it, m->e->workers);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            jobq_worker *w = v;
+            cr_assert_eq(w->active, GPOINTER_TO_INT(g_hash_table_lookup(per, w->id)),
+                         "worker %s counts %" PRId64 " running jobs", w->id, w->active);
+            if (!strcmp(w->id, "w0")) {
+                double wg = 0, wr = 0;
+                for (size_t i = 0; w->used && i < w->used->n; i++)
+                    *(strcmp(w->used->names[i], "gpu") ? &wr : &wg) += w->used->v[i];
+                cr_assert(wg == gpu && wr == ram, "w0 holds gpu %g ram %g, its jobs %g %g", wg,
+                          wr, gpu, ram);
+                cr_assert(gpu <= 3 && ram <= 1, "w0 runs more than it has: gpu %g ram %g", gpu,
+                          ram);
+            }
+        }
+        g_hash_table_destroy(per);
+    }
 }
 
 /* After a fetch that handed out fewer than asked from q: nothing in q could have gone. */
-static void check_nothing_left(lm *m, jobq_queue *q)
+static void check_nothing_left(lm *m, jobq_queue *q, int with_capacity)
 {
     if (m->e->max_active > 0 && m->e->nactive >= m->e->max_active)
         return;
@@ -179,6 +215,12 @@ static void check_nothing_left(lm *m, jobq_queue *q)
         return;
     if (q->o.rate_per_ms > 0 && in_window(m, 0) >= RATE_MAX) /* the window is full */
         return;
+    for (GSequenceIter *si = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(si);
+         si = g_sequence_iter_next(si)) {
+        jobq_job *j = g_sequence_get(si);
+        if (with_capacity && j->x && j->x->req)
+            return; /* what fits is checked by the resource invariants */
+    }
     for (GSequenceIter *si = g_sequence_get_begin_iter(q->ready); !g_sequence_iter_is_end(si);
          si = g_sequence_iter_next(si)) {
         jobq_job *j = g_sequence_get(si);
@@ -223,6 +265,8 @@ static void op_enqueue(lm *m)
     /* a tiered job makes a queue grouped for good: only "tiered" gets them, so the others
      * go in and out of grouped dispatch as their options are patched */
     s.tier = strcmp(q, "tiered") ? NULL : tiers[prng(m) % 4];
+    if (prng(m) % 4 == 0)
+        s.requires = prng(m) % 2 ? "{\"gpu\": 1}" : "{\"gpu\": 2, \"ram\": 1}";
     if (prng(m) % 3 == 0) {
         s.has_priority = 1;
         s.priority = (int)(prng(m) % 3) * 10;
@@ -249,7 +293,12 @@ static void op_fetch(lm *m)
     int cb = q->cb_state;
 
     snprintf(worker, sizeof worker, "w%d", (int)(prng(m) % 3));
-    n = fetchq(m->e, q->name, want, worker, m->now, out);
+    if (worker[1] == '0') { /* w0 declares what it has: 3 gpus */
+        const char *qs[1] = {q->name};
+        n = jobq_engine_fetch_fit(m->e, qs, 1, want, worker, m->gpu3, m->now, out);
+    } else {
+        n = fetchq(m->e, q->name, want, worker, m->now, out);
+    }
     m->fetched += (int64_t)n;
     /* the breaker: nothing while a trial is out, exactly one trial after the cooldown */
     if (cb == CB_HALF_OPEN)
@@ -272,7 +321,7 @@ static void op_fetch(lm *m)
             cr_assert_leq(g->active, g->limit, "group '%s' over its limit", g->name);
     }
     if (n < want)
-        check_nothing_left(m, q);
+        check_nothing_left(m, q, worker[1] == '0');
 }
 
 static void op_end(lm *m)
@@ -335,6 +384,14 @@ static void op_patch(lm *m)
     jobq_queue *q = jobq_engine_queue(m->e, qnames[prng(m) % NQ]);
     jobq_queue_opts o;
 
+    if (prng(m) % 3 == 0) { /* a job's priority instead: it moves to another slot */
+        jobq_job *j = pick(m, -1);
+        int st = j ? jobq_job_state(j) : -1;
+        if (st == JOBQ_WAITING || st == JOBQ_RETRYING)
+            cr_assert_eq(jobq_engine_job_patch(m->e, j, 1, (int)(prng(m) % 3) * 10, 0, 0, m->now),
+                         0);
+        return;
+    }
     jobq_queue_opts_default(&o);
     if (prng(m) % 2) {
         o.set = JOBQ_QO_GROUP_CONCURRENCY;
@@ -448,6 +505,7 @@ Test(limits_model, groups_churn)
     m.s = sim_new();
     m.jobs = g_ptr_array_new();
     m.starts = g_array_new(FALSE, FALSE, sizeof(int64_t));
+    m.gpu3 = jobq_resources_from_text("{\"gpu\": 3, \"ram\": 1}");
     lm_engine(&m, 7);
     mkq(m.e, "rr", m.now, set_rr);
     mkq(m.e, "fifo", m.now, set_fifo);
@@ -488,6 +546,7 @@ Test(limits_model, groups_churn)
     cr_assert_gt(m.fetched, 1200, "only %" PRId64 " jobs dispatched", m.fetched);
     g_ptr_array_free(m.jobs, TRUE);
     g_array_free(m.starts, TRUE);
+    jobq_resources_free(m.gpu3);
     jobq_engine_free(m.e);
     sim_free(m.s);
 }
