@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -528,11 +527,17 @@ def test_full_outbox_drops_new_deliveries_and_counts_them(server_factory):
     assert "webhook outbox full" in s.log_text()
 
 
-def test_deleting_a_hook_while_its_posts_are_in_flight(srv, receiver):
+def gated_hook(s, receiver, path):
+    """A hook on job.created of a new queue, to an endpoint that holds every answer until the
+    returned gate is set: (gate, endpoint, queue, hook)."""
     gate = threading.Event()
-    slow = receiver(gate=gate)
-    q = srv.qname()
-    h = add_hook(srv, slow.url + "/gone", ["job.created"], queues=[q], secret="s")
+    rec = receiver(gate=gate)
+    q = s.qname()
+    return gate, rec, q, add_hook(s, rec.url + path, ["job.created"], queues=[q])
+
+
+def test_deleting_a_hook_while_its_posts_are_in_flight(srv, receiver):
+    gate, slow, q, h = gated_hook(srv, receiver, "/gone")
     delivered = srv.call("GET", "/v1/webhooks")["outbox"]["delivered"]
     try:
         srv.enqueue_bulk(q, [{"data": i} for i in range(3)])
@@ -556,18 +561,13 @@ def test_deleting_a_hook_while_its_posts_are_in_flight(srv, receiver):
 
 def test_stop_abandons_posts_in_flight_and_resends_them_after(server_factory, receiver):
     s = server_factory(FAST)
-    gate = threading.Event()
-    slow = receiver(gate=gate)
-    q = s.qname()
-    h = add_hook(s, slow.url + "/t", ["job.created"], queues=[q])
+    gate, slow, q, h = gated_hook(s, receiver, "/t")
     ids = {x["id"] for x in s.enqueue_bulk(q, [{"data": i} for i in range(2)])}
     try:
         wait_until(lambda: slow.waiting == 2, what="two POSTs held by the endpoint")
         # the stop does not wait for the endpoint (which holds its answers for 30 s) nor
         # for the 10 s transfer timeout
-        t0 = time.monotonic()
         assert s.terminate(timeout=8) == 0, s.log_text()
-        assert time.monotonic() - t0 < 8
     finally:
         gate.set()
     s.start()
@@ -582,10 +582,7 @@ def test_stop_abandons_posts_in_flight_and_resends_them_after(server_factory, re
 
 def test_delivery_in_flight_at_kill9_is_sent_again(server_factory, receiver):
     s = server_factory(FAST)
-    gate = threading.Event()
-    slow = receiver(gate=gate)
-    q = s.qname()
-    h = add_hook(s, slow.url + "/k9", ["job.created"], queues=[q])
+    gate, slow, q, h = gated_hook(s, receiver, "/k9")
     j = s.enqueue(q, 1)
     try:
         wait_until(lambda: slow.waiting == 1, what="the POST held by the endpoint")
