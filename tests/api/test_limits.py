@@ -212,6 +212,14 @@ def test_bad_config_file_stops_the_server(server_factory, tmp_path):
     assert "tiers.free.group_concurrency" in log.read_text()
 
 
+def test_bad_tier_flag_stops_the_server(server_factory):
+    for arg in ["pro=5/", "pro=5/4294967306", "pro=5/loud", "pro=", "=5"]:
+        s = server_factory(["--tier", arg], start=False)
+        proc, log = s.spawn()
+        assert proc.wait(10) != 0, arg
+        assert "--tier" in log.read_text(), arg
+
+
 def test_config_file_partial_alert_keeps_the_queues_other_thresholds(server_factory, tmp_path):
     path = tmp_path / "jobq.json"
     path.write_text(json.dumps({"queues": {"renders": {"alert": {"backlog": 7}}}}))
