@@ -618,3 +618,43 @@ def test_a_stop_while_deliveries_flow_leaves_the_rest_for_the_next_start(server_
     for h in hooks:
         wait_until(lambda: s.call("GET", f"/v1/webhooks/{h['id']}")["pending"] == 0,
                    what="an empty outbox")
+
+
+SLOW_DNS = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <string.h>
+#include <unistd.h>
+/* getaddrinfo as a stuck name server makes it: slow.invalid takes 20 s, then fails */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (node && !strcmp(node, "slow.invalid")) {
+        sleep(20);
+        return EAI_AGAIN;
+    }
+    real = (int (*)(const char *, const char *, const struct addrinfo *,
+                    struct addrinfo **))dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
+"""
+
+
+def test_a_stop_does_not_wait_for_a_slow_name_resolution(server_factory, tmp_path, monkeypatch):
+    src, shim = tmp_path / "slowdns.c", tmp_path / "slowdns.so"
+    src.write_text(SLOW_DNS)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    # the sanitizer build wants its runtime first; the shim only wraps getaddrinfo
+    monkeypatch.setenv("ASAN_OPTIONS", ":".join(
+        x for x in (os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x))
+    s = server_factory(FAST)
+    q = s.qname()
+    h = add_hook(s, "http://slow.invalid/x", ["job.created"], queues=[q])
+    s.enqueue(q, 1)
+    wait_until(lambda: deliveries(s, h["id"])[0]["status"] == "sending", what="a POST resolving")
+    assert s.call("GET", "/healthz") is not None  # the loop is free meanwhile
+    # the transfer is abandoned while its name resolves: curl must not wait for the resolver
+    assert s.terminate(timeout=15) == 0, s.log_text()
