@@ -249,6 +249,17 @@ def test_rate_limit_caps_dispatch_and_a_parked_fetch_wakes_when_it_opens(srv, q)
     assert min(j["started_at"] for j in second) >= t0
 
 
+def test_rate_window_outlives_a_restart(server):
+    server.create_queue("tts", rate_limit={"max": 2, "per_ms": 60000})
+    server.enqueue_bulk("tts", [{} for _ in range(4)])
+    for j in server.fetch("tts", count=10):
+        server.complete(j)
+    server.restart()
+    assert server.fetch("tts", count=10) == [], "2 started in the last minute"
+    server.call("PATCH", "/v1/queues/tts", {"rate_limit": {"max": 3, "per_ms": 60000}})
+    assert len(server.fetch("tts", count=10)) == 1, "room for one more in the window"
+
+
 def test_rate_limit_error_with_queue_backoff_pauses_the_queue(srv, q):
     srv.enqueue_bulk(q, [{} for _ in range(2)])
     j = srv.fetch_one(q)
