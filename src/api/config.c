@@ -257,7 +257,14 @@ int jobq_settings_flag_tier(jobq_settings *s, const char *arg, char **err)
         int p;
         char *pe;
         long pv = strtol(slash, &pe, 10);
-        if (*pe ? jobq_priority_parse(slash, &p) : (p = (int)pv, 0)) {
+        int wrong;
+        if (pe != slash && !*pe) { /* a number */
+            wrong = pv < -1000 || pv > 1000;
+            p = (int)pv;
+        } else { /* a name; "pro=5/" is neither */
+            wrong = jobq_priority_parse(slash, &p) != 0;
+        }
+        if (wrong) {
             json_decref(t);
             g_free(name);
             goto bad;

@@ -370,21 +370,11 @@ const char *jobq_api_parse_failure(const json_t *err, const json_t *retry_in,
     return NULL;
 }
 
-static void finish_job(jobq_app *a, jobq_req *rq)
-{
-    char *id = jobq_req_data(rq);
-    jobq_job *j = jobq_engine_job(jobq_app_engine(a), id);
-
-    if (j)
-        jobq_api_job(a, rq, 200, j, 0);
-    else
-        jobq_req_error(rq, 404, "not_found", "job removed by retention", NULL);
-}
-
+/* The answer shows the job as this request left it (rendered now, sent once durable): a
+ * retry timer or retention that runs before the commit returns does not change it. */
 static void after_commit_job(jobq_app *a, jobq_req *rq, const jobq_job *j)
 {
-    jobq_req_set_data(rq, g_strdup(jobq_job_id(j)), g_free);
-    jobq_app_after_commit(a, rq, finish_job);
+    jobq_api_reply_durable(a, rq, 200, jobq_api_job_text(a, j));
 }
 
 void jobq_h_complete(jobq_req *rq)

@@ -212,6 +212,14 @@ def test_bad_config_file_stops_the_server(server_factory, tmp_path):
     assert "tiers.free.group_concurrency" in log.read_text()
 
 
+def test_bad_tier_flag_stops_the_server(server_factory):
+    for arg in ["pro=5/", "pro=5/4294967306", "pro=5/loud", "pro=", "=5"]:
+        s = server_factory(["--tier", arg], start=False)
+        proc, log = s.spawn()
+        assert proc.wait(10) != 0, arg
+        assert "--tier" in log.read_text(), arg
+
+
 def test_config_file_partial_alert_keeps_the_queues_other_thresholds(server_factory, tmp_path):
     path = tmp_path / "jobq.json"
     path.write_text(json.dumps({"queues": {"renders": {"alert": {"backlog": 7}}}}))
@@ -239,6 +247,17 @@ def test_rate_limit_caps_dispatch_and_a_parked_fetch_wakes_when_it_opens(srv, q)
     assert 1 <= len(second) <= 3, "the parked fetch woke when the window opened"
     assert min(j["started_at"] for j in second) >= min(j["started_at"] for j in first) + 1000
     assert min(j["started_at"] for j in second) >= t0
+
+
+def test_rate_window_outlives_a_restart(server):
+    server.create_queue("tts", rate_limit={"max": 2, "per_ms": 60000})
+    server.enqueue_bulk("tts", [{} for _ in range(4)])
+    for j in server.fetch("tts", count=10):
+        server.complete(j)
+    server.restart()
+    assert server.fetch("tts", count=10) == [], "2 started in the last minute"
+    server.call("PATCH", "/v1/queues/tts", {"rate_limit": {"max": 3, "per_ms": 60000}})
+    assert len(server.fetch("tts", count=10)) == 1, "room for one more in the window"
 
 
 def test_rate_limit_error_with_queue_backoff_pauses_the_queue(srv, q):

@@ -449,6 +449,28 @@ Test(limits, breaker_opens_half_opens_and_closes)
     jobq_engine_free(e);
 }
 
+/* A job that was running when the breaker opened completes: the provider answered, so the
+ * breaker closes at once (docs/limits.md), before its cooldown. */
+Test(limits, breaker_closes_on_any_completion)
+{
+    jobq_engine *e = eng_new(NULL, 1);
+    jobq_queue *q = mkq(e, "tts", T0, set_cb);
+    jobq_job *out[16];
+
+    for (int i = 0; i < 8; i++)
+        enq(e, "tts", NULL, 0, T0);
+    commit(e, T0);
+    cr_assert_eq(fetchq(e, "tts", 4, "w", T0, out), 4);
+    for (int i = 0; i < 3; i++)
+        fail_ok(e, out[i], "provider", 1, 0, T0);
+    cr_assert_eq(jobq_queue_status(q), JOBQ_Q_ERROR);
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 10, out + 4), 0);
+    complete_ok(e, out[3], T0 + 20);
+    cr_assert_eq(jobq_queue_status(q), JOBQ_Q_ACTIVE);
+    cr_assert_eq(fetchq(e, "tts", 16, "w", T0 + 20, out), 7, "no cooldown left to wait");
+    jobq_engine_free(e);
+}
+
 Test(limits, breaker_trial_that_stalls_lets_another_trial_go)
 {
     jobq_engine *e = eng_new(NULL, 1);
