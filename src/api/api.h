@@ -113,6 +113,9 @@ jobq_settings *jobq_app_settings(jobq_app *a);
 /* The request body as a JSON value (new reference). Empty body → {} unless required. On
  * error answers 400 invalid_json and returns NULL. */
 json_t *jobq_api_body(jobq_req *rq, int required);
+/* jobq_api_body for verbs whose body must be an object: anything else answers 400 naming
+ * "body" and returns NULL, like every other error. */
+json_t *jobq_api_object_body(jobq_req *rq, int required);
 /* 1 when JSON text nests deeper than the 64 levels any body may have. */
 int jobq_api_too_deep(const char *s, size_t len);
 /* Answers the error for jobq code rc (404, 409, 429, …) with message msg. */

@@ -73,6 +73,18 @@ json_t *jobq_api_body(jobq_req *rq, int required)
     return v;
 }
 
+json_t *jobq_api_object_body(jobq_req *rq, int required)
+{
+    json_t *body = jobq_api_body(rq, required);
+
+    if (body && !json_is_object(body)) {
+        jobq_api_bad_field(rq, "body", "must be an object");
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
 void jobq_api_bad_field(jobq_req *rq, const char *field, const char *why)
 {
     GString *msg = g_string_new(NULL), *det = g_string_new("{");

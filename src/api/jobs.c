@@ -487,13 +487,9 @@ void jobq_h_job_patch(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq) || !(j = jobq_api_find_job(a, rq)))
         return;
-    body = jobq_api_body(rq, 1);
+    body = jobq_api_object_body(rq, 1);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        jobq_api_bad_field(rq, "body", "must be an object");
-        goto out;
-    }
     json_object_foreach(body, key, v)
     {
         if (!strcmp(key, "priority")) {
@@ -686,13 +682,9 @@ void jobq_h_dead_retry(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq))
         return;
-    body = jobq_api_body(rq, 0);
+    body = jobq_api_object_body(rq, 0);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        jobq_api_bad_field(rq, "body", "must be an object");
-        goto out;
-    }
     json_object_foreach(body, key, v)
     {
         if (strcmp(key, "queue") && strcmp(key, "ids")) {

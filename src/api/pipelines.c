@@ -335,14 +335,9 @@ void jobq_h_pipeline_run(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq) || !(t = find(rq)))
         goto done;
-    body = jobq_api_body(rq, 0);
+    body = jobq_api_object_body(rq, 0);
     if (!body)
         goto done;
-    if (!json_is_object(body)) {
-        jobq_api_bad_field(rq, "body", "must be an object");
-        json_decref(body);
-        goto done;
-    }
     json_object_foreach(body, key, v)
     {
         if (!strcmp(key, "flags")) {

@@ -249,13 +249,9 @@ void jobq_h_queue_clean(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq) || !(q = jobq_api_find_queue(a, rq)))
         return;
-    body = jobq_api_body(rq, 0);
+    body = jobq_api_object_body(rq, 0);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        jobq_api_bad_field(rq, "body", "must be an object");
-        goto out;
-    }
     json_object_foreach(body, key, v)
     {
         if (strcmp(key, "state") && strcmp(key, "older_than_ms") && strcmp(key, "keep")) {
@@ -289,13 +285,9 @@ void jobq_h_queue_recover(jobq_req *rq)
 
     if (!jobq_app_writable(a, rq) || !(q = jobq_api_find_queue(a, rq)))
         return;
-    body = jobq_api_body(rq, 0);
+    body = jobq_api_object_body(rq, 0);
     if (!body)
         return;
-    if (!json_is_object(body)) {
-        jobq_api_bad_field(rq, "body", "must be an object");
-        goto out;
-    }
     json_object_foreach(body, key, v)
     {
         if (strcmp(key, "worker") && strcmp(key, "stale_ms")) {
