@@ -82,6 +82,22 @@ void jobq_cli_path_query(struct jobq_cli_path *p, const char *key, const char *v
  * first positional argument), or an exit status. */
 int jobq_cli_only_help(const char *cmd, int argc, char **argv);
 
+/* For commands made of subcommands: with none, a usage error saying `missing`; with
+ * --help or -h in its place, the help. Returns -1 to go on with argv[1] as the subcommand,
+ * or an exit status. */
+int jobq_cli_subcommand(const char *cmd, const char *missing, int argc, char **argv);
+
+/* Option parser of a create/update subcommand: fills body from the options; sets
+ * *want_help on --help. Returns 0 or an exit status. */
+typedef int jobq_cli_body_options(int argc, char **argv, json_t *body, bool *want_help);
+
+/* For `cmd sub [options] <name>`: a new object *body filled by `parse`, and *name, the one
+ * positional argument (`what` names it in the usage error). Returns -1 to go on, or an exit
+ * status (help shown, or a usage error; nothing to free then). */
+int jobq_cli_body_and_name(const char *cmd, const char *sub, const char *what, int argc,
+                           char **argv, jobq_cli_body_options *parse, json_t **body,
+                           const char **name);
+
 /* Sets o[key] from option text: an integer if it is one, else a string. Returns 0 or -1
  * when out of memory. */
 int jobq_cli_set_int_or_string(json_t *o, const char *key, const char *text);

@@ -229,6 +229,38 @@ int jobq_cli_only_help(const char *cmd, int argc, char **argv)
     return -1;
 }
 
+int jobq_cli_subcommand(const char *cmd, const char *missing, int argc, char **argv)
+{
+    if (argc < 2)
+        return jobq_cli_usage(cmd, "%s", missing);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return jobq_cli_help(cmd);
+    return -1;
+}
+
+int jobq_cli_body_and_name(const char *cmd, const char *sub, const char *what, int argc,
+                           char **argv, jobq_cli_body_options *parse, json_t **body,
+                           const char **name)
+{
+    bool want_help = false;
+    int rc;
+
+    *body = json_object();
+    if (!*body)
+        return jobq_cli_out_of_memory();
+    rc = parse(argc, argv, *body, &want_help);
+    if (rc || want_help) {
+        json_decref(*body);
+        return want_help ? jobq_cli_help(cmd) : rc;
+    }
+    if (argc - optind != 1) {
+        json_decref(*body);
+        return jobq_cli_usage(cmd, "%s %s needs exactly one %s", cmd, sub, what);
+    }
+    *name = argv[optind];
+    return -1;
+}
+
 /* Sets key to a JSON value parsed from `text`: an integer if it is one, else a string. */
 int jobq_cli_set_int_or_string(json_t *o, const char *key, const char *text)
 {

@@ -195,32 +195,20 @@ int jobq_cli_queue(const struct jobq_cli *cli, int argc, char **argv)
 {
     static const char *const posts[] = {"pause", "resume", "drain", "clear", NULL};
     const char *sub, *name;
-    bool want_help = false, force = false;
+    bool force = false;
     json_t *body;
     int rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        if (argc >= 2)
-            return jobq_cli_help("queue");
-        return jobq_cli_usage("queue", "missing subcommand");
-    }
+    if ((rc = jobq_cli_subcommand("queue", "missing subcommand", argc, argv)) >= 0)
+        return rc;
     sub = argv[1];
     argc--, argv++; /* getopt sees the subcommand as argv[0] */
 
     if (strcmp(sub, "create") == 0 || strcmp(sub, "update") == 0) {
-        body = json_object();
-        if (!body)
-            return jobq_cli_out_of_memory();
-        rc = queue_options(argc, argv, body, &want_help);
-        if (rc || want_help) {
-            json_decref(body);
-            return want_help ? jobq_cli_help("queue") : rc;
-        }
-        if (argc - optind != 1) {
-            json_decref(body);
-            return jobq_cli_usage("queue", "queue %s needs exactly one queue name", sub);
-        }
-        name = argv[optind];
+        rc = jobq_cli_body_and_name("queue", sub, "queue name", argc, argv, queue_options, &body,
+                                    &name);
+        if (rc >= 0)
+            return rc;
         if (strcmp(sub, "update") == 0)
             return jobq_cli_call(cli, "PATCH", "/v1/queues/", name, "", body);
         if (json_object_set_new(body, "name", json_string(name)) < 0) {

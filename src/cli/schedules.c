@@ -183,32 +183,19 @@ int jobq_cli_schedule(const struct jobq_cli *cli, int argc, char **argv)
 {
     static const char *const one[] = {"get", "rm", "pause", "resume", "trigger", NULL};
     const char *sub, *name;
-    bool want_help = false;
     json_t *body;
     int rc;
 
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        if (argc >= 2)
-            return jobq_cli_help("schedule");
-        return jobq_cli_usage("schedule", "missing subcommand");
-    }
+    if ((rc = jobq_cli_subcommand("schedule", "missing subcommand", argc, argv)) >= 0)
+        return rc;
     sub = argv[1];
     argc--, argv++; /* getopt sees the subcommand as argv[0] */
 
     if (strcmp(sub, "add") == 0 || strcmp(sub, "update") == 0) {
-        body = json_object();
-        if (!body)
-            return jobq_cli_out_of_memory();
-        rc = schedule_options(argc, argv, body, &want_help);
-        if (rc || want_help) {
-            json_decref(body);
-            return want_help ? jobq_cli_help("schedule") : rc;
-        }
-        if (argc - optind != 1) {
-            json_decref(body);
-            return jobq_cli_usage("schedule", "schedule %s needs exactly one name", sub);
-        }
-        name = argv[optind];
+        rc = jobq_cli_body_and_name("schedule", sub, "name", argc, argv, schedule_options, &body,
+                                    &name);
+        if (rc >= 0)
+            return rc;
         if (strcmp(sub, "update") == 0) {
             if ((rc = merge_current_job(cli, name, body))) {
                 json_decref(body);
