@@ -44,11 +44,6 @@ static json_t *json_arg(const char *cmd, const char *opt, const char *text, int 
     return v;
 }
 
-static int want_help(int argc, char **argv)
-{
-    return argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-}
-
 /* ---------------------------------------------------------------- jobq flow */
 
 int jobq_cli_flow(const struct jobq_cli *cli, int argc, char **argv)
@@ -56,8 +51,8 @@ int jobq_cli_flow(const struct jobq_cli *cli, int argc, char **argv)
     const char *sub;
     int rc = 0;
 
-    if (argc < 2 || want_help(argc, argv))
-        return argc >= 2 ? jobq_cli_help("flow") : jobq_cli_usage("flow", "missing subcommand");
+    if ((rc = jobq_cli_subcommand("flow", "missing subcommand", argc, argv)) >= 0)
+        return rc;
     sub = argv[1];
     argc--, argv++;
     if (strcmp(sub, "list") == 0) {
@@ -163,9 +158,8 @@ int jobq_cli_pipeline(const struct jobq_cli *cli, int argc, char **argv)
     const char *sub;
     int rc = 0;
 
-    if (argc < 2 || want_help(argc, argv))
-        return argc >= 2 ? jobq_cli_help("pipeline")
-                         : jobq_cli_usage("pipeline", "missing subcommand");
+    if ((rc = jobq_cli_subcommand("pipeline", "missing subcommand", argc, argv)) >= 0)
+        return rc;
     sub = argv[1];
     argc--, argv++;
     if (strcmp(sub, "run") == 0)
