@@ -361,20 +361,25 @@ void jobq_qstats_free(jobq_qstats *st)
     g_free(st);
 }
 
-/* Closes the open minute: its series point, and its sums into today's. */
-static void close_minute(jobq_queue *q)
+/* The series point of minute slot s of q, as it stands now. */
+static void slot_point(const jobq_queue *q, const jobq_slot *s, point *p)
 {
-    jobq_qstats *st = q->st;
-    jobq_window *w = st->w;
-    jobq_slot *s = st->open;
-    point *p = &w->series[s->minute % SERIES];
-
     p->minute = (int32_t)s->minute;
     p->enqueued = s->enqueued;
     p->completed = s->completed;
     p->failed = s->failed;
     p->waiting = (uint32_t)MIN(q->counts[JOBQ_WAITING], (int64_t)UINT32_MAX - 1);
     p->p95 = s->proc.n ? (uint32_t)hist_p95(&s->proc) : NONE;
+}
+
+/* Closes the open minute: its series point, and its sums into today's. */
+static void close_minute(jobq_queue *q)
+{
+    jobq_qstats *st = q->st;
+    jobq_window *w = st->w;
+    jobq_slot *s = st->open;
+
+    slot_point(q, s, &w->series[s->minute % SERIES]);
     w->enqueued += s->enqueued;
     w->completed += s->completed;
     w->failed += s->failed;
@@ -731,30 +736,16 @@ static int minute_value(const jobq_queue *q, int metric, int64_t m, int64_t *v)
 {
     const jobq_qstats *st = q->st;
     const point *p;
+    point open;
 
     if (!st || !st->w)
         return 0;
-    if (st->open && st->open->minute == m) {
-        const jobq_slot *s = st->open;
-        switch (metric) {
-        case M_COMPLETED:
-            *v = s->completed;
-            return 1;
-        case M_FAILED:
-            *v = s->failed;
-            return 1;
-        case M_ENQUEUED:
-            *v = s->enqueued;
-            return 1;
-        case M_WAITING:
-            *v = q->counts[JOBQ_WAITING];
-            return 1;
-        default:
-            *v = hist_p95(&s->proc);
-            return *v >= 0;
-        }
+    if (st->open && st->open->minute == m) { /* the open minute, as its point would be */
+        slot_point(q, st->open, &open);
+        p = &open;
+    } else {
+        p = &st->w->series[m % SERIES];
     }
-    p = &st->w->series[m % SERIES];
     if (p->minute != m)
         return 0;
     switch (metric) {
