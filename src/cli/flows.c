@@ -46,6 +46,21 @@ static json_t *json_arg(const char *cmd, const char *opt, const char *text, int 
 
 /* ---------------------------------------------------------------- jobq flow */
 
+/* The end of a command that takes one positional argument after its options: unless the
+ * options failed (rc) or the count is wrong (usage `why`), POSTs body (stolen) to
+ * prefix ARG suffix. */
+static int post_one(const struct jobq_cli *cli, int rc, int argc, char **argv, const char *cmd,
+                    const char *why, const char *prefix, const char *suffix, json_t *body)
+{
+    if (rc == 0 && argc - optind != 1)
+        rc = jobq_cli_usage(cmd, "%s", why);
+    if (rc) {
+        json_decref(body);
+        return rc;
+    }
+    return jobq_cli_call(cli, "POST", prefix, argv[optind], suffix, body);
+}
+
 int jobq_cli_flow(const struct jobq_cli *cli, int argc, char **argv)
 {
     const char *sub;
@@ -144,13 +159,7 @@ static int pipeline_run(const struct jobq_cli *cli, int argc, char **argv)
             return jobq_cli_bad_option("pipeline", argv, ch);
         }
     }
-    if (rc == 0 && argc - optind != 1)
-        rc = jobq_cli_usage("pipeline", "pipeline run needs the pipeline's name");
-    if (rc) {
-        json_decref(body);
-        return rc;
-    }
-    return jobq_cli_call(cli, "POST", "/v1/pipelines/", argv[optind], "/runs", body);
+    return post_one(cli, rc, argc, argv, "pipeline", "pipeline run needs the pipeline's name", "/v1/pipelines/", "/runs", body);
 }
 
 int jobq_cli_pipeline(const struct jobq_cli *cli, int argc, char **argv)
@@ -225,13 +234,7 @@ int jobq_cli_approve(const struct jobq_cli *cli, int argc, char **argv)
             return ch == 'h' ? jobq_cli_help("approve") : jobq_cli_bad_option("approve", argv, ch);
         }
     }
-    if (rc == 0 && argc - optind != 1)
-        rc = jobq_cli_usage("approve", "approve needs one job id");
-    if (rc) {
-        json_decref(body);
-        return rc;
-    }
-    return jobq_cli_call(cli, "POST", "/v1/jobs/", argv[optind], "/approve", body);
+    return post_one(cli, rc, argc, argv, "approve", "approve needs one job id", "/v1/jobs/", "/approve", body);
 }
 
 int jobq_cli_reject(const struct jobq_cli *cli, int argc, char **argv)
@@ -270,11 +273,5 @@ int jobq_cli_reject(const struct jobq_cli *cli, int argc, char **argv)
     }
     if (rc == 0 && !json_object_get(body, "reason"))
         rc = jobq_cli_usage("reject", "reject needs --reason TEXT");
-    if (rc == 0 && argc - optind != 1)
-        rc = jobq_cli_usage("reject", "reject needs one job id");
-    if (rc) {
-        json_decref(body);
-        return rc;
-    }
-    return jobq_cli_call(cli, "POST", "/v1/jobs/", argv[optind], "/reject", body);
+    return post_one(cli, rc, argc, argv, "reject", "reject needs one job id", "/v1/jobs/", "/reject", body);
 }
